@@ -1,0 +1,25 @@
+"""rain_core: rewindable auto-regressive inference (RAIN) on any transformers causal LM.
+
+Start with `Rain`::
+
+    from rain_core import Rain
+    rain = Rain("smollm2", evaluator="sentiment", max_new_tokens=32)
+    print(rain.generate("The movie was", prompt_format="raw").text)
+"""
+
+from .backend import TransformersBackend
+from .config import RainConfig
+from .engine import Rain, shared_backend
+from .errors import ConfigError, EvaluatorError, ModelLoadError, PromptTooLongError, RainError
+from .evaluator import CallableEvaluator, EvaluationPrompt, Evaluator, SelfEvaluator
+from .exchange import Exchange
+from .models import DEFAULT_MODEL, LoadedModel, load_model
+from .results import CommitTrace, GenerationResult, SearchStats
+
+__all__ = [
+    "Rain", "RainConfig", "GenerationResult", "SearchStats", "CommitTrace", "Exchange",
+    "Evaluator", "SelfEvaluator", "CallableEvaluator", "EvaluationPrompt",
+    "TransformersBackend", "LoadedModel", "load_model", "shared_backend", "DEFAULT_MODEL",
+    "RainError", "ConfigError", "EvaluatorError", "ModelLoadError", "PromptTooLongError",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,112 @@
+"""`RainConfig`: every RAIN hyperparameter in one place, with the reference values as defaults.
+
+The defaults are the ones the paper's public code runs with (see ALGORITHM.md, "Reference defaults"), so a
+`RainConfig()` is the faithful method. Each field is validated on construction, so a bad value fails where it was
+written rather than deep inside a search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from .errors import ConfigError
+
+#: Characters that end a simulated clause: the simulation samples until the decoded text ends in one of them.
+CLAUSE_END_CHARS = ",.?:;\n"
+
+
+@dataclass(frozen=True)
+class RainConfig:
+    """Hyperparameters of rewindable auto-regressive inference.
+
+    Search budget per committed token set:
+        min_visits (``minT``): the best root child must have more forward visits than this to stop early.
+        max_iterations (``T``): inner iterations per commit, counting forward visits the root carried over.
+        min_iterations: fresh inner iterations every root gets, whatever it carried over.
+        value_threshold (``Vt``): the best root child's value must exceed this to stop early.
+
+    Selection and expansion:
+        c_puct: exploration weight of the PUCT rule.
+        num_candidates: children made per expansion (top-k tokens, or 1 greedy + sampled token sets).
+        candidate_top_k: top-k used when sampling the tokens of multi-token candidates.
+        token_set_lengths: tokens per child set at depth 0, 1, 2, 3+ (the last value repeats).
+        root_noise: weight of the uniform mix into the root's priors.
+        max_simulation_tokens: cap on the tokens sampled to finish a clause during simulation.
+
+    Dynamic widening and similarity credit:
+        widen_max_children: no widening past this many children.
+        widen_threshold: per-token threshold on the norm of the children's embedding variance.
+        similarity_threshold: cosine similarity at which a sibling shares a backed-up value.
+        similarity_weight: the share it gets.
+
+    Generation:
+        max_new_tokens: committed tokens at most.
+        stop: strings that end the response (not included in the returned text).
+        seed: makes sampling reproducible; None draws a fresh seed.
+    """
+
+    min_visits: int = 6
+    max_iterations: int = 50
+    min_iterations: int = 15
+    value_threshold: float = 0.8
+    c_puct: float = 2.0
+    num_candidates: int = 10
+    candidate_top_k: int = 15
+    token_set_lengths: tuple[int, ...] = (1, 2, 4, 10)
+    root_noise: float = 0.25
+    max_simulation_tokens: int = 32
+    widen_max_children: int = 20
+    widen_threshold: float = 0.03
+    similarity_threshold: float = 0.95
+    similarity_weight: float = 0.2
+    max_new_tokens: int = 128
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        object.__setattr__(self, "stop", tuple(self.stop))
+        object.__setattr__(self, "token_set_lengths", tuple(int(x) for x in self.token_set_lengths))
+        self._validate()
+
+    def _validate(self) -> None:
+        def need(ok: bool, name: str, rule: str) -> None:
+            if not ok:
+                raise ConfigError(f"RainConfig.{name}={getattr(self, name)!r} is invalid: {rule}.")
+
+        for name in ("min_visits", "max_iterations", "min_iterations"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, name, "must be an integer >= 0")
+        need(self.min_iterations >= 1 or self.max_iterations >= 1, "min_iterations",
+             "min_iterations and max_iterations cannot both be 0 (the search would never run)")
+        need(-1.0 <= self.value_threshold <= 1.0, "value_threshold", "must lie in [-1, 1] (values are scores in [-1, 1])")
+        need(self.c_puct > 0, "c_puct", "must be > 0")
+        need(isinstance(self.num_candidates, int) and self.num_candidates >= 1, "num_candidates", "must be an integer >= 1")
+        need(isinstance(self.candidate_top_k, int) and self.candidate_top_k >= 1, "candidate_top_k", "must be >= 1")
+        need(len(self.token_set_lengths) >= 1 and all(x >= 1 for x in self.token_set_lengths),
+             "token_set_lengths", "must be a non-empty sequence of integers >= 1")
+        need(0.0 <= self.root_noise <= 1.0, "root_noise", "must lie in [0, 1]")
+        need(self.max_simulation_tokens >= 1, "max_simulation_tokens", "must be >= 1")
+        need(self.widen_max_children >= self.num_candidates, "widen_max_children", "must be >= num_candidates")
+        need(self.widen_threshold >= 0, "widen_threshold", "must be >= 0")
+        need(0.0 <= self.similarity_threshold <= 1.0, "similarity_threshold", "must lie in [0, 1]")
+        need(0.0 <= self.similarity_weight <= 1.0, "similarity_weight", "must lie in [0, 1]")
+        need(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "max_new_tokens", "must be an integer >= 1")
+        need(all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty strings")
+        need(self.seed is None or isinstance(self.seed, int), "seed", "must be an integer or None")
+
+    def tokens_per_set(self, depth: int) -> int:
+        """Length of the token sets of the children of a node at ``depth`` (1, 2, 4, then 10 by default)."""
+        return self.token_set_lengths[min(depth, len(self.token_set_lengths) - 1)]
+
+    def updated(self, **overrides: Any) -> "RainConfig":
+        """A copy with ``overrides`` applied; unknown names raise a `ConfigError` naming them."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"Unknown RainConfig option(s): {', '.join(unknown)}. Known options: {', '.join(sorted(known))}.")
+        return replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,25 @@
+"""Errors with messages that say what is wrong and what to do about it.
+
+Every error the library raises on bad input derives from `RainError`, so callers (and the CLI) can catch one type
+and show its message without a traceback.
+"""
+
+
+class RainError(Exception):
+    """Base class of every error rain raises on bad input or a bad environment."""
+
+
+class ConfigError(RainError, ValueError):
+    """A `RainConfig` (or per-call override) value is out of range or unknown."""
+
+
+class ModelLoadError(RainError):
+    """A model spec could not be resolved to a loadable model (unknown id, missing package, not in the local cache)."""
+
+
+class PromptTooLongError(RainError, ValueError):
+    """The prompt plus the requested new tokens does not fit the model's context window."""
+
+
+class EvaluatorError(RainError, ValueError):
+    """A self-evaluation template or judge is unusable (missing slot, letters that are not single tokens, ...)."""

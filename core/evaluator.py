@@ -1,0 +1,229 @@
+"""Self-evaluation: the judge that scores an exchange in [-1, 1].
+
+An `Evaluator` is anything with ``score(exchange) -> float``. Three kinds ship:
+- `SelfEvaluator`: the frozen model asks itself a fixed multiple-choice question about the exchange and reads the
+  next-token probabilities of the two option letters. It asks twice with the options swapped, which cancels the
+  model's preference for one letter, and turns the two answers into a hard vote (+1 both good, 0 split, -1 both bad:
+  the reference method) or, with ``soft=True``, into the mean probability margin of the good option.
+- `CallableEvaluator`: any Python function, of the conversation text or of (prompt, response).
+- the built-in prompts ``harmless`` (the default) and ``sentiment`` (a positive continuation is good), in
+  ``prompts/``; `EvaluationPrompt.from_principles` writes a rubric prompt from a list of principles.
+
+The fixed few-shot block comes first in every evaluation, so the backend's prefix store encodes it once.
+"""
+
+from __future__ import annotations
+
+import inspect
+import string
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+from .errors import EvaluatorError, PromptTooLongError
+from .exchange import Exchange
+
+BUILTIN_PROMPTS = ("harmless", "sentiment")
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Scores an exchange: +1 fully aligned, -1 clearly not."""
+
+    def score(self, exchange: Exchange) -> float: ...
+
+
+@dataclass(frozen=True)
+class EvaluationPrompt:
+    """A self-evaluation question.
+
+    instructions: fixed text that opens every evaluation (typically judged examples); encoded once.
+    item: the exchange to judge, with a ``{conversation}`` slot, or ``{prompt}`` and ``{response}`` slots.
+    question: the question, followed by the two options and the answer cue.
+    good, bad: option labels. letters: the two option letters (each must be a single token).
+    answer_cue: text after the options, ending right where the model writes the letter.
+    """
+
+    name: str
+    instructions: str
+    item: str
+    question: str
+    good: str
+    bad: str
+    letters: tuple[str, str] = ("A", "B")
+    answer_cue: str = "The answer is: ("
+
+    def __post_init__(self) -> None:
+        slots = {name for _, name, _, _ in string.Formatter().parse(self.item) if name}
+        if not ({"conversation"} <= slots or {"prompt", "response"} <= slots):
+            raise EvaluatorError(
+                f"Evaluation prompt {self.name!r}: the item template needs a {{conversation}} slot, or both "
+                f"{{prompt}} and {{response}} slots; it has {sorted(slots) or 'none'}."
+            )
+        unknown = slots - {"conversation", "prompt", "response"}
+        if unknown:
+            raise EvaluatorError(f"Evaluation prompt {self.name!r}: unknown slot(s) {sorted(unknown)} in the item "
+                                 "template; use {conversation}, {prompt}, {response}.")
+        if len(self.letters) != 2 or self.letters[0] == self.letters[1]:
+            raise EvaluatorError(f"Evaluation prompt {self.name!r}: needs two different option letters, got {self.letters}.")
+
+    def render(self, exchange: Exchange, good_first: bool) -> str:
+        """The full evaluation text for one option order."""
+        item = self.item.format(conversation=exchange.conversation.rstrip(), prompt=exchange.prompt.strip(),
+                                response=exchange.response.strip())
+        first, second = (self.good, self.bad) if good_first else (self.bad, self.good)
+        a, b = self.letters
+        return f"{self.instructions}{item}{self.question}\n({a}) {first}\n({b}) {second}\n{self.answer_cue}"
+
+    @classmethod
+    def builtin(cls, name: str) -> "EvaluationPrompt":
+        """Load a built-in prompt (``harmless`` or ``sentiment``) from the package's prompt files."""
+        if name not in BUILTIN_PROMPTS:
+            raise EvaluatorError(f"Unknown built-in evaluation prompt {name!r}; choose from {', '.join(BUILTIN_PROMPTS)}, "
+                                 "or pass a path to a prompt file.")
+        text = resources.files("rain_core").joinpath("prompts", f"{name}.txt").read_text(encoding="utf-8")
+        return cls.parse(text, name=name)
+
+    @classmethod
+    def from_file(cls, path: str) -> "EvaluationPrompt":
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise EvaluatorError(f"Cannot read evaluation prompt file {path}: {exc}") from exc
+        return cls.parse(text, name=path)
+
+    @classmethod
+    def parse(cls, text: str, name: str = "custom") -> "EvaluationPrompt":
+        """Read a prompt file: sections introduced by lines ``## instructions``, ``## item``, ``## question``,
+        ``## good``, ``## bad`` (and optional ``## letters`` as "A B", ``## answer_cue``)."""
+        sections: dict[str, list[str]] = {}
+        current = None
+        for line in text.splitlines(keepends=True):
+            if line.startswith("## "):
+                current = line[3:].strip().lower()
+                sections[current] = []
+            elif current is not None:
+                sections[current].append(line)
+        missing = [s for s in ("instructions", "item", "question", "good", "bad") if s not in sections]
+        if missing:
+            raise EvaluatorError(f"Evaluation prompt {name!r} lacks section(s): {', '.join('## ' + m for m in missing)}.")
+        get = lambda key: "".join(sections[key])  # noqa: E731
+        extra: dict[str, Any] = {}
+        if "letters" in sections:
+            extra["letters"] = tuple(get("letters").split())
+        if "answer_cue" in sections:
+            extra["answer_cue"] = get("answer_cue").rstrip("\n")
+        return cls(name=name, instructions=get("instructions"), item=get("item"), question=get("question").rstrip("\n"),
+                   good=get("good").strip(), bad=get("bad").strip(), **extra)
+
+    @classmethod
+    def from_principles(cls, principles: Sequence[str], *, name: str = "principles",
+                        good: str = "The response follows every principle.",
+                        bad: str = "The response breaks at least one principle.") -> "EvaluationPrompt":
+        """A rubric prompt: the assistant's response is judged against the listed principles."""
+        if not principles or not all(isinstance(p, str) and p.strip() for p in principles):
+            raise EvaluatorError("from_principles needs a non-empty list of non-empty principle strings.")
+        rules = "\n".join(f"- {p.strip()}" for p in principles)
+        instructions = ("You review what an AI assistant wrote and decide whether it follows these principles:\n"
+                        f"{rules}\n\n")
+        return cls(name=name, instructions=instructions, item="Conversation:{conversation}\n\n",
+                   question="Question: Does the assistant's last response follow the principles above?",
+                   good=good, bad=bad)
+
+
+@dataclass
+class SelfEvaluator:
+    """The model judges the exchange itself, with both option orders in one batch; ``soft`` trades the faithful
+    hard vote for a graded score (mean probability margin of the good option)."""
+
+    model: Any  # a backend.LanguageModel
+    prompt: EvaluationPrompt = field(default_factory=lambda: EvaluationPrompt.builtin("harmless"))
+    soft: bool = False
+
+    def __post_init__(self) -> None:
+        self.letter_ids = tuple(self._single_token(letter) for letter in self.prompt.letters)
+        self.context_window = getattr(self.model, "context_window", None)
+        instructions = self.model.encode(self.prompt.instructions)
+        if instructions and hasattr(self.model, "pin"):
+            self.model.pin(instructions)
+
+    def _single_token(self, letter: str) -> int:
+        ids = self.model.encode(letter)
+        cue_ids = self.model.encode(self.prompt.answer_cue)
+        joined = self.model.encode(self.prompt.answer_cue + letter)
+        if len(ids) != 1 or joined[: len(cue_ids)] != cue_ids or joined[len(cue_ids):] != ids:
+            raise EvaluatorError(
+                f"Option letter {letter!r} is not a single token after the answer cue for this tokenizer "
+                f"(it encodes as {ids}); choose other letters, e.g. letters=('A', 'B')."
+            )
+        return ids[0]
+
+    def rows(self, exchange: Exchange) -> list[list[int]]:
+        rows = [self.model.encode(self.prompt.render(exchange, good_first=g)) for g in (True, False)]
+        longest = max(len(r) for r in rows)
+        if self.context_window and longest > self.context_window:
+            raise PromptTooLongError(f"The self-evaluation prompt is {longest} tokens, more than the model's context "
+                                     f"window of {self.context_window}; shorten the prompt or the instructions.")
+        return rows
+
+    def good_probabilities(self, exchange: Exchange) -> tuple[float, float]:
+        """P(good option) among the two letters, for the good-first and the good-second order."""
+        import torch
+
+        logprobs = self.model.last_token_logprobs(self.rows(exchange))
+        a, b = self.letter_ids
+        pair = torch.softmax(logprobs[:, [a, b]], dim=-1)
+        return float(pair[0, 0]), float(pair[1, 1])
+
+    def score(self, exchange: Exchange) -> float:
+        p_first, p_second = self.good_probabilities(exchange)
+        if self.soft:
+            return p_first + p_second - 1.0
+        return float((p_first > 0.5) + (p_second > 0.5) - 1)
+
+
+@dataclass
+class CallableEvaluator:
+    """A plain function as the judge: ``fn(conversation_text)`` or ``fn(prompt, response)`` returning [-1, 1]."""
+
+    fn: Callable[..., float]
+
+    def __post_init__(self) -> None:
+        try:
+            params = [p for p in inspect.signature(self.fn).parameters.values()
+                      if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            params = [None]
+        if len(params) not in (1, 2):
+            raise EvaluatorError("A judge function takes (conversation_text) or (prompt, response); "
+                                 f"{self.fn!r} needs {len(params)} arguments.")
+        self._two = len(params) == 2
+
+    def score(self, exchange: Exchange) -> float:
+        value = self.fn(exchange.prompt, exchange.response) if self._two else self.fn(exchange.conversation)
+        try:
+            value = float(value)
+        except (TypeError, ValueError) as exc:
+            raise EvaluatorError(f"The judge returned {value!r}; it must return a number in [-1, 1].") from exc
+        if not -1.0 <= value <= 1.0:
+            raise EvaluatorError(f"The judge returned {value}; scores must lie in [-1, 1].")
+        return value
+
+
+def make_evaluator(spec: Any, model: Any, *, soft: bool = False) -> Evaluator:
+    """Build the judge from a spec: a built-in name, a prompt file path, an `EvaluationPrompt`, an `Evaluator`,
+    or a callable."""
+    if isinstance(spec, EvaluationPrompt):
+        return SelfEvaluator(model, spec, soft=soft)
+    if isinstance(spec, str):
+        prompt = EvaluationPrompt.builtin(spec) if spec in BUILTIN_PROMPTS or "/" not in spec and not spec.endswith(
+            ".txt") else EvaluationPrompt.from_file(spec)
+        return SelfEvaluator(model, prompt, soft=soft)
+    if isinstance(spec, Evaluator):
+        return spec
+    if callable(spec):
+        return CallableEvaluator(spec)
+    raise EvaluatorError(f"Cannot use {spec!r} as an evaluator: pass 'harmless', 'sentiment', a prompt file path, "
+                         "an EvaluationPrompt, an object with score(exchange), or a function.")
+
