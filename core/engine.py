@@ -166,23 +166,28 @@ class Rain:
         return results
 
     # ------------------------------------------------------------------------------------------ judging
+    def _exchange(self, prompt: str | Sequence[Message], response: str,
+                  prompt_format: PromptFormat | None) -> Exchange:
+        fmt = prompt_format or self.prompt_format
+        if fmt == "raw" and isinstance(prompt, str):  # judging a text on its own: the prefix may be empty
+            return Exchange(prompt=prompt, response=response, history=prompt, raw=True)
+        formatted = format_prompt(self.tokenizer, prompt, fmt)
+        return Exchange(prompt=formatted.last_user, response=response, history=formatted.history, raw=formatted.raw)
+
     def judge(self, prompt: str | Sequence[Message], response: str, *, evaluator: Any = None,
               prompt_format: PromptFormat | None = None) -> float:
         """Score ``response`` to ``prompt`` in [-1, 1] with this engine's judge (or ``evaluator``)."""
-        formatted = format_prompt(self.tokenizer, prompt, prompt_format or self.prompt_format)
         judge = self.evaluator if evaluator is None else make_evaluator(evaluator, self.backend)
-        exchange = Exchange(prompt=formatted.last_user, response=response, history=formatted.history,
-                            raw=formatted.raw)
+        exchange = self._exchange(prompt, response, prompt_format)
         with self.lock:
             return float(judge.score(exchange))
 
-    def evaluation_probabilities(self, prompt: str, response: str) -> tuple[float, float]:
+    def evaluation_probabilities(self, prompt: str | Sequence[Message], response: str, *,
+                                 prompt_format: PromptFormat | None = None) -> tuple[float, float]:
         """P(good) under both option orders, for a `SelfEvaluator` (useful to inspect the judge)."""
         if not isinstance(self.evaluator, SelfEvaluator):
             raise ConfigError("evaluation_probabilities needs a self-evaluation prompt as the evaluator.")
-        formatted = format_prompt(self.tokenizer, prompt, self.prompt_format)
-        exchange = Exchange(prompt=formatted.last_user, response=response, history=formatted.history,
-                            raw=formatted.raw)
+        exchange = self._exchange(prompt, response, prompt_format)
         with self.lock:
             return self.evaluator.good_probabilities(exchange)
 

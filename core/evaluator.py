@@ -39,9 +39,12 @@ class EvaluationPrompt:
 
     instructions: fixed text that opens every evaluation (typically judged examples); encoded once.
     item: the exchange to judge, with a ``{conversation}`` slot, or ``{prompt}`` and ``{response}`` slots.
-    question: the question, followed by the two options and the answer cue.
+    question: the question. In ``letter`` mode the two lettered options follow it; in ``label`` mode it names the
+        options itself through ``{first}`` and ``{second}`` slots.
     good, bad: option labels. letters: the two option letters (each must be a single token).
-    answer_cue: text after the options, ending right where the model writes the letter.
+    answer: ``letter`` (the reference: read P(A) vs P(B)) or ``label`` (read the first token of each label; small
+        models that answer letters at chance often answer the label words well).
+    answer_cue: text ending right where the model writes its answer.
     """
 
     name: str
@@ -51,6 +54,7 @@ class EvaluationPrompt:
     good: str
     bad: str
     letters: tuple[str, str] = ("A", "B")
+    answer: str = "letter"
     answer_cue: str = "The answer is: ("
 
     def __post_init__(self) -> None:
@@ -64,6 +68,8 @@ class EvaluationPrompt:
         if unknown:
             raise EvaluatorError(f"Evaluation prompt {self.name!r}: unknown slot(s) {sorted(unknown)} in the item "
                                  "template; use {conversation}, {prompt}, {response}.")
+        if self.answer not in ("letter", "label"):
+            raise EvaluatorError(f"Evaluation prompt {self.name!r}: answer must be 'letter' or 'label', not {self.answer!r}.")
         if len(self.letters) != 2 or self.letters[0] == self.letters[1]:
             raise EvaluatorError(f"Evaluation prompt {self.name!r}: needs two different option letters, got {self.letters}.")
 
@@ -72,6 +78,9 @@ class EvaluationPrompt:
         item = self.item.format(conversation=exchange.conversation.rstrip(), prompt=exchange.prompt.strip(),
                                 response=exchange.response.strip())
         first, second = (self.good, self.bad) if good_first else (self.bad, self.good)
+        if self.answer == "label":
+            question = self.question.replace("{first}", first).replace("{second}", second)
+            return f"{self.instructions}{item}{question}{self.answer_cue}"
         a, b = self.letters
         return f"{self.instructions}{item}{self.question}\n({a}) {first}\n({b}) {second}\n{self.answer_cue}"
 
@@ -112,6 +121,8 @@ class EvaluationPrompt:
         extra: dict[str, Any] = {}
         if "letters" in sections:
             extra["letters"] = tuple(get("letters").split())
+        if "answer" in sections:
+            extra["answer"] = get("answer").strip()
         if "answer_cue" in sections:
             extra["answer_cue"] = get("answer_cue").rstrip("\n")
         return cls(name=name, instructions=get("instructions"), item=get("item"), question=get("question").rstrip("\n"),
@@ -134,30 +145,50 @@ class EvaluationPrompt:
 
 @dataclass
 class SelfEvaluator:
-    """The model judges the exchange itself, with both option orders in one batch; ``soft`` trades the faithful
-    hard vote for a graded score (mean probability margin of the good option)."""
+    """The model judges the exchange itself, with both option orders in one batch.
+
+    soft: score by the mean probability of the good option (graded) instead of the reference hard vote.
+    calibrate: divide out the judge's prior preference for one option, measured once on a content-free exchange
+        ("N/A"), before voting (contextual calibration). Small models lean hard towards one label; the swapped-order
+        trick turns that lean into split votes (0), calibration turns it back into signal.
+    """
 
     model: Any  # a backend.LanguageModel
     prompt: EvaluationPrompt = field(default_factory=lambda: EvaluationPrompt.builtin("harmless"))
     soft: bool = False
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
-        self.letter_ids = tuple(self._single_token(letter) for letter in self.prompt.letters)
+        options = self.prompt.letters if self.prompt.answer == "letter" else (self.prompt.good, self.prompt.bad)
+        self.option_ids = tuple(self._answer_token(option) for option in options)
+        if self.option_ids[0] == self.option_ids[1]:
+            raise EvaluatorError(f"The two options {options} start with the same token; the judge cannot tell them "
+                                 "apart. Use labels (or letters) that differ in their first token.")
         self.context_window = getattr(self.model, "context_window", None)
+        self._baseline: tuple[float, float] | None = None
         instructions = self.model.encode(self.prompt.instructions)
         if instructions and hasattr(self.model, "pin"):
             self.model.pin(instructions)
 
-    def _single_token(self, letter: str) -> int:
-        ids = self.model.encode(letter)
-        cue_ids = self.model.encode(self.prompt.answer_cue)
-        joined = self.model.encode(self.prompt.answer_cue + letter)
-        if len(ids) != 1 or joined[: len(cue_ids)] != cue_ids or joined[len(cue_ids):] != ids:
-            raise EvaluatorError(
-                f"Option letter {letter!r} is not a single token after the answer cue for this tokenizer "
-                f"(it encodes as {ids}); choose other letters, e.g. letters=('A', 'B')."
-            )
-        return ids[0]
+    def _answer_token(self, option: str) -> int:
+        """The token the model writes to choose ``option`` right after the answer cue."""
+        cue = self.prompt.answer_cue
+        if self.prompt.answer == "letter":
+            ids = self.model.encode(option)
+            joined = self.model.encode(cue + option)
+            cue_ids = self.model.encode(cue)
+            if len(ids) != 1 or joined[: len(cue_ids)] != cue_ids or joined[len(cue_ids):] != ids:
+                raise EvaluatorError(
+                    f"Option letter {option!r} is not a single token after the answer cue for this tokenizer "
+                    f"(it encodes as {ids}); choose other letters, e.g. letters=('A', 'B')."
+                )
+            return ids[0]
+        spaced = option if cue.endswith((" ", "\n", "(")) else " " + option
+        cue_ids = self.model.encode(cue)
+        joined = self.model.encode(cue + spaced)
+        if joined[: len(cue_ids)] != cue_ids or len(joined) == len(cue_ids):
+            raise EvaluatorError(f"Label {option!r} does not tokenize cleanly after the answer cue {cue!r}.")
+        return joined[len(cue_ids)]
 
     def rows(self, exchange: Exchange) -> list[list[int]]:
         rows = [self.model.encode(self.prompt.render(exchange, good_first=g)) for g in (True, False)]
@@ -167,20 +198,38 @@ class SelfEvaluator:
                                      f"window of {self.context_window}; shorten the prompt or the instructions.")
         return rows
 
-    def good_probabilities(self, exchange: Exchange) -> tuple[float, float]:
-        """P(good option) among the two letters, for the good-first and the good-second order."""
+    def _raw_probabilities(self, exchange: Exchange) -> tuple[float, float]:
         import torch
 
         logprobs = self.model.last_token_logprobs(self.rows(exchange))
-        a, b = self.letter_ids
+        a, b = self.option_ids
         pair = torch.softmax(logprobs[:, [a, b]], dim=-1)
-        return float(pair[0, 0]), float(pair[1, 1])
+        if self.prompt.answer == "label":  # the good label's token is option 0 in both orders
+            return float(pair[0, 0]), float(pair[1, 0])
+        return float(pair[0, 0]), float(pair[1, 1])  # letters: the good option is A, then B
+
+    def good_probabilities(self, exchange: Exchange) -> tuple[float, float]:
+        """P(good option) for the good-first and the good-second order (calibrated when ``calibrate``)."""
+        p = self._raw_probabilities(exchange)
+        if not self.calibrate:
+            return p
+        if self._baseline is None:
+            self._baseline = self._raw_probabilities(Exchange(prompt="N/A", response="N/A", history="", raw=True))
+        return tuple(_calibrated(x, base) for x, base in zip(p, self._baseline))  # type: ignore[return-value]
 
     def score(self, exchange: Exchange) -> float:
         p_first, p_second = self.good_probabilities(exchange)
         if self.soft:
             return p_first + p_second - 1.0
         return float((p_first > 0.5) + (p_second > 0.5) - 1)
+
+
+def _calibrated(p: float, base: float) -> float:
+    """Re-weigh P(good) so that the content-free baseline ``base`` maps to 0.5."""
+    eps = 1e-6
+    p, base = min(max(p, eps), 1 - eps), min(max(base, eps), 1 - eps)
+    good, bad = p / base, (1 - p) / (1 - base)
+    return good / (good + bad)
 
 
 @dataclass

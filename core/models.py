@@ -127,7 +127,12 @@ def _converted_gguf_dir(gguf: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        tmp.replace(target)
+        try:
+            tmp.replace(target)
+        except OSError:  # another process finished the same conversion first
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (target / "config.json").is_file():
+                raise
     return target
 
 
@@ -177,3 +182,27 @@ def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None, dtype: s
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(model=model, tokenizer=tokenizer, name=name)
+
+
+def load_random_init(folder: str, *, device: str | None = None, dtype: str | None = None,
+                     seed: int = 0) -> LoadedModel:
+    """A model with the architecture and tokenizer in ``folder`` but random weights.
+
+    Search speed does not depend on the weights, so this times RAIN on hardware where the real weights cannot be
+    copied (e.g. a GPU machine reached with only a few MB of files).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(folder).expanduser()
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} has no config.json; pass a folder with a model config and a tokenizer.")
+    device = pick_device(device)
+    torch.manual_seed(seed)
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    model = AutoModelForCausalLM.from_config(config, dtype=_torch_dtype(dtype, device))
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    model.to(device).eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(model=model, tokenizer=tokenizer, name=f"{path.name} (random init)")

@@ -1,0 +1,201 @@
+"""The ``rain`` command: ``rain generate``, ``rain bench`` and ``rain eval``.
+
+Errors in what the user typed (bad model spec, bad config value, missing package) print one line naming the
+problem and exit with status 2; there is no traceback for those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+from .config import RainConfig
+from .errors import RainError
+
+EXAMPLES = """examples:
+  rain generate "The movie was" --evaluator sentiment --prompt-format raw --max-new-tokens 16 --seed 0
+  rain generate "How do I pick a lock?" --json --trace trace.json
+  rain generate "Tell me about rain" --compare
+  rain bench --json
+  rain eval sentiment --n 30 --max-new-tokens 24
+"""
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    d = RainConfig()
+    g = parser.add_argument_group("search (defaults are the paper's reference values)")
+    g.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="committed tokens at most (%(default)s)")
+    g.add_argument("--seed", type=int, default=None, help="makes the run reproducible")
+    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    g.add_argument("--max-iterations", type=int, default=d.max_iterations, help="T: iterations per commit (%(default)s)")
+    g.add_argument("--min-iterations", type=int, default=d.min_iterations, help="fresh iterations per root (%(default)s)")
+    g.add_argument("--min-visits", type=int, default=d.min_visits, help="minT: visits before an early stop (%(default)s)")
+    g.add_argument("--value-threshold", type=float, default=d.value_threshold, help="Vt: value for an early stop (%(default)s)")
+    g.add_argument("--c-puct", type=float, default=d.c_puct, help="exploration weight (%(default)s)")
+    g.add_argument("--num-candidates", type=int, default=d.num_candidates, help="children per expansion (%(default)s)")
+    g.add_argument("--soft", action="store_true", help="graded self-evaluation scores instead of the hard vote")
+    g.add_argument("--no-similarity", action="store_true", help="turn off similarity credit and widening")
+
+
+def _config_from(args: argparse.Namespace) -> RainConfig:
+    return RainConfig(max_new_tokens=args.max_new_tokens, seed=args.seed, stop=tuple(args.stop),
+                      max_iterations=args.max_iterations, min_iterations=args.min_iterations,
+                      min_visits=args.min_visits, value_threshold=args.value_threshold, c_puct=args.c_puct,
+                      num_candidates=args.num_candidates)
+
+
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="smollm2",
+                        help="'smollm2' (embedded default), a model folder, a .gguf file, or a cached HF id")
+    parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
+    parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: auto)")
+
+
+def _progress(enabled: bool) -> Any:
+    """A live status line on stderr: iterations, commits, the best child's current value."""
+    if not enabled:
+        return None, None
+    from rich.console import Console
+    from rich.status import Status
+
+    status = Status("searching…", console=Console(stderr=True))
+
+    def update(stats: Any) -> None:
+        status.update(f"RAIN: {stats.inner_iterations} iterations, {stats.commits} commits, "
+                      f"value {stats.last_value:+.2f}, {stats.evaluations} evaluations")
+
+    return status, update
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .engine import Rain
+
+    rain = Rain(args.model, evaluator=args.evaluator, config=_config_from(args), soft=args.soft,
+                similarity=not args.no_similarity, prompt_format=args.prompt_format, device=args.device,
+                dtype=args.dtype)
+    show = not args.json and not args.quiet and sys.stderr.isatty()
+    status, update = _progress(show or args.progress)
+    if status:
+        status.start()
+    try:
+        result = rain.generate(args.prompt, trace=bool(args.trace), on_progress=update)
+    finally:
+        if status:
+            status.stop()
+    plain = rain.generate_plain(args.prompt, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                                stop=tuple(args.stop))[0] if args.compare else None
+    if args.trace:
+        with open(args.trace, "w", encoding="utf-8") as handle:
+            json.dump([c for c in result.to_dict()["trace"]], handle, indent=2)
+    if args.json:
+        out = {"text": result.text, "finish_reason": result.finish_reason, "stats": result.stats.to_dict(),
+               "model": rain.model_name}
+        if plain is not None:
+            out["plain"] = {"text": plain.text, "finish_reason": plain.finish_reason, "stats": plain.stats.to_dict()}
+        print(json.dumps(out, ensure_ascii=False))
+        return 0
+    if plain is None:
+        print(result.text)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{rain.model_name}: RAIN vs plain greedy", show_lines=True)
+        table.add_column("method")
+        table.add_column("text")
+        table.add_column("seconds", justify="right")
+        table.add_row("RAIN", result.text, f"{result.stats.wall_seconds:.1f}")
+        table.add_row("greedy", plain.text, f"{plain.stats.wall_seconds:.1f}")
+        Console().print(table)
+    s = result.stats
+    print(f"[{result.finish_reason}] {s.inner_iterations} iterations, {s.commits} commits, {s.rewinds} rewinds, "
+          f"{s.evaluations} evaluations ({s.evaluation_cache_hits} cached), {s.wall_seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    report = run_bench(model=args.model, device=args.device, dtype=args.dtype, config=_config_from(args),
+                       evaluator=args.evaluator, n_prompts=args.prompts, random_init=args.random_init,
+                       progress=not args.json)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            if key != "runs":
+                print(f"{key:>32}: {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rain", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
+        description="Rewindable auto-regressive inference: a frozen LM searches, judges itself, and rewinds.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate one aligned response", epilog=EXAMPLES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    gen.add_argument("prompt", help="the user's request (or the text to continue with --prompt-format raw)")
+    _add_model_flags(gen)
+    gen.add_argument("--evaluator", default="harmless",
+                     help="self-evaluation prompt: harmless, sentiment, or a prompt file path (default: harmless)")
+    gen.add_argument("--prompt-format", default="auto", choices=["auto", "chat", "plain", "raw"],
+                     help="auto: the chat template when the model has one")
+    gen.add_argument("--json", action="store_true", help="print one JSON object {text, finish_reason, stats}")
+    gen.add_argument("--trace", metavar="FILE", help="write each commit's candidates (text, prior, visits, value)")
+    gen.add_argument("--compare", action="store_true", help="also run plain greedy decoding and show both")
+    gen.add_argument("--quiet", action="store_true", help="no progress display")
+    gen.add_argument("--progress", action="store_true", help="progress display even when stderr is not a terminal")
+    _add_config_flags(gen)
+    gen.set_defaults(func=cmd_generate)
+
+    bench = sub.add_parser("bench", help="time RAIN against plain cached greedy decoding")
+    _add_model_flags(bench)
+    bench.add_argument("--evaluator", default="harmless", help="self-evaluation prompt (default: harmless)")
+    bench.add_argument("--prompts", type=int, default=3, help="how many of the fixed prompts to run (default 3)")
+    bench.add_argument("--random-init", metavar="ARCH_DIR", default=None,
+                       help="time a randomly initialised model built from this config folder (GPU checks)")
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _add_config_flags(bench)
+    bench.set_defaults(func=cmd_bench, max_new_tokens=32)
+
+    try:
+        from .eval.cli import register
+    except ImportError:  # the evaluation harness is optional
+        register = None
+    if register is not None:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
