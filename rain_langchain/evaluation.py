@@ -1,0 +1,143 @@
+"""The self-evaluation prompt as a LangChain prompt, and the judge built on it.
+
+`SelfEvaluationPrompt` wraps a `rain_core.EvaluationPrompt`. It is what `RainLLM`/`ChatRain` judge their own
+continuations with (``evaluation_prompt=...``), and on its own it is a prompt template over ``input`` (the user's
+request) and ``output`` (a response): ``prompt | model`` asks any model the multiple-choice question, and
+`SelfEvaluationPrompt.as_judge` scores an (input, output) pair in [-1, 1] so it can guard any chain.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+from langchain_core.language_models import BaseLanguageModel
+from langchain_core.prompt_values import PromptValue, StringPromptValue
+from langchain_core.prompts import BasePromptTemplate
+from langchain_core.runnables import Runnable, RunnableLambda
+
+from rain_core import EvaluationPrompt, Exchange, Rain, RainError, TransformersBackend
+
+from ._engine import RainFields, resolve_engine
+
+
+class SelfEvaluationPrompt(BasePromptTemplate[str]):
+    """A self-evaluation question about an (``input``, ``output``) exchange, with two lettered options.
+
+    Build one with `SelfEvaluationPrompt.builtin` (``"harmless"`` or ``"sentiment"``), `from_principles`, or from
+    a `rain_core.EvaluationPrompt`. ``good_first`` picks the option order rendered by `format` (RAIN asks both).
+    """
+
+    evaluation: EvaluationPrompt
+    good_first: bool = True
+    input_variables: list[str] = ["input", "output"]
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    # ------------------------------------------------------------------------------------------------ builders
+    @classmethod
+    def builtin(cls, name: str = "harmless") -> "SelfEvaluationPrompt":
+        return cls(evaluation=EvaluationPrompt.builtin(name))
+
+    @classmethod
+    def harmless(cls) -> "SelfEvaluationPrompt":
+        return cls.builtin("harmless")
+
+    @classmethod
+    def sentiment(cls) -> "SelfEvaluationPrompt":
+        return cls.builtin("sentiment")
+
+    @classmethod
+    def from_principles(cls, principles: Sequence[str], **kwargs: Any) -> "SelfEvaluationPrompt":
+        """A rubric: the response is judged against each principle (see `EvaluationPrompt.from_principles`)."""
+        return cls(evaluation=EvaluationPrompt.from_principles(principles, **kwargs))
+
+    # ------------------------------------------------------------------------------------------------ options
+    @property
+    def labels(self) -> tuple[str, str]:
+        """The (good, bad) option labels."""
+        return self.evaluation.good, self.evaluation.bad
+
+    @property
+    def letters(self) -> tuple[str, str]:
+        return tuple(self.evaluation.letters)  # type: ignore[return-value]
+
+    @property
+    def good_letter(self) -> str:
+        return self.letters[0] if self.good_first else self.letters[1]
+
+    # ------------------------------------------------------------------------------------------------ template
+    @property
+    def _prompt_type(self) -> str:
+        return "rain-self-evaluation"
+
+    def format(self, **kwargs: Any) -> str:
+        kwargs = self._merge_partial_and_user_variables(**kwargs)
+        return self.evaluation.render(exchange_of(kwargs["input"], kwargs["output"]), good_first=self.good_first)
+
+    def format_prompt(self, **kwargs: Any) -> PromptValue:
+        return StringPromptValue(text=self.format(**kwargs))
+
+    def swapped(self) -> "SelfEvaluationPrompt":
+        """The same question with the options in the other order."""
+        return self.model_copy(update={"good_first": not self.good_first})
+
+    def parse_answer(self, text: str) -> bool | None:
+        """True when a model's answer picks the good option, False for the bad one, None when it picks neither."""
+        letters = self.letters
+        found = re.search(r"\(?\b(" + "|".join(map(re.escape, letters)) + r")\b\)?", text.strip())
+        if found is None:
+            return None
+        return found.group(1) == self.good_letter
+
+    # ------------------------------------------------------------------------------------------------ judging
+    def as_judge(self, model: Any) -> Runnable[Any, dict[str, Any]]:
+        """A runnable scoring ``{"input": ..., "output": ...}`` (or an ``(input, output)`` pair).
+
+        On a RAIN model (`ChatRain`, `RainLLM`, `rain_core.Rain` or a backend) it reads the option probabilities
+        under both orders: ``{"score", "p_good", "verdict", "passed"}``. On any other LangChain model it asks the
+        question in both orders as text and votes: ``{"score", "verdict", "passed", "answers"}``.
+        """
+        if isinstance(model, (RainFields, Rain, TransformersBackend)):
+            rain = resolve_engine(model.engine.backend if isinstance(model, RainFields) else model, self.evaluation,
+                                  similarity=False)
+            return RunnableLambda(lambda value: _probability_verdict(rain, *_pair(value)), name="RainJudge")
+        if isinstance(model, BaseLanguageModel) or isinstance(model, Runnable):
+            return RunnableLambda(lambda value: self._text_verdict(model, *_pair(value)), name="TextJudge")
+        raise RainError(f"Cannot judge with {model!r}: pass a ChatRain, a RainLLM, a rain_core.Rain or a LangChain "
+                        "model.")
+
+    def _text_verdict(self, model: Runnable, prompt: str, response: str) -> dict[str, Any]:
+        answers, votes = [], []
+        for template in (self, self.swapped()):
+            answer = model.invoke(template.format(input=prompt, output=response))
+            text = answer if isinstance(answer, str) else getattr(answer, "text", str(answer))
+            text = text if isinstance(text, str) else text()
+            answers.append(text)
+            picked = template.parse_answer(text)
+            votes.append(0 if picked is None else (1 if picked else -1))
+        score = sum(votes) / 2
+        return {"score": score, "verdict": _verdict(score), "passed": score >= 0, "answers": answers}
+
+
+def exchange_of(prompt: str, response: str) -> Exchange:
+    """The judge's view of a single-turn exchange."""
+    return Exchange(prompt=prompt, response=response, history=f"\nHuman: {prompt.strip()}\nAssistant:")
+
+
+def _pair(value: Any) -> tuple[str, str]:
+    if isinstance(value, dict):
+        return str(value["input"]), str(value["output"])
+    prompt, response = value
+    return str(prompt), str(response)
+
+
+def _verdict(score: float) -> str:
+    return "good" if score > 0 else "bad" if score < 0 else "split"
+
+
+def _probability_verdict(rain: Rain, prompt: str, response: str) -> dict[str, Any]:
+    with rain.lock:
+        score = rain.judge(prompt, response, prompt_format="plain")
+        p_good = rain.evaluation_probabilities(prompt, response, prompt_format="plain")
+    return {"score": score, "p_good": p_good, "verdict": _verdict(score), "passed": score >= 0}
