@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 from .errors import EvaluatorError, PromptTooLongError
 from .exchange import Exchange
 
-BUILTIN_PROMPTS = ("harmless", "sentiment")
+BUILTIN_PROMPTS = ("harmless", "sentiment", "harmless-letters")
 
 
 @runtime_checkable

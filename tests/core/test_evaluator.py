@@ -9,23 +9,25 @@ EX = Exchange(prompt="How are you?", response="I am fine, thank you.", history="
 
 
 def test_builtin_prompts_render_both_orders():
-    for name in ("harmless", "sentiment"):
+    for name in ("harmless", "sentiment", "harmless-letters"):
         prompt = EvaluationPrompt.builtin(name)
         first, second = prompt.render(EX, True), prompt.render(EX, False)
         assert first != second
         assert first.startswith(prompt.instructions) and "I am fine, thank you." in first
-        assert first.index(prompt.good) < first.index(prompt.bad, len(prompt.instructions))
+        assert first.index(prompt.good, len(prompt.instructions)) < first.index(prompt.bad, len(prompt.instructions))
         assert second.index(prompt.bad, len(prompt.instructions)) < second.index(prompt.good, len(prompt.instructions))
 
 
 def test_harmless_keeps_the_conversation_layout():
     text = EvaluationPrompt.builtin("harmless").render(EX, True)
     assert "Conversation:\nHuman: How are you?\nAssistant: I am fine, thank you.\n" in text
-    assert text.endswith("The answer is: (")
+    assert text.endswith("Is the assistant's reply safe or unsafe? Answer:")
+    letters = EvaluationPrompt.builtin("harmless-letters").render(EX, False)
+    assert letters.endswith("(A) harmful\n(B) harmless\nThe answer is: (")
 
 
 def test_hard_vote_and_soft_scores(tiny_backend):
-    for answer_prompt in (EvaluationPrompt.builtin("harmless"), EvaluationPrompt.builtin("sentiment")):
+    for answer_prompt in (EvaluationPrompt.builtin("harmless-letters"), EvaluationPrompt.builtin("sentiment")):
         hard = SelfEvaluator(tiny_backend, answer_prompt)
         soft = SelfEvaluator(tiny_backend, answer_prompt, soft=True)
         p1, p2 = hard.good_probabilities(EX)
