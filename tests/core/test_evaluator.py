@@ -14,8 +14,9 @@ def test_builtin_prompts_render_both_orders():
         first, second = prompt.render(EX, True), prompt.render(EX, False)
         assert first != second
         assert first.startswith(prompt.instructions) and "I am fine, thank you." in first
-        assert first.index(prompt.good, len(prompt.instructions)) < first.index(prompt.bad, len(prompt.instructions))
-        assert second.index(prompt.bad, len(prompt.instructions)) < second.index(prompt.good, len(prompt.instructions))
+        good, bad = " " + prompt.good, " " + prompt.bad  # the last mention of each option is in the options
+        assert first.rfind(good) < first.rfind(bad)
+        assert second.rfind(bad) < second.rfind(good)
 
 
 def test_harmless_keeps_the_conversation_layout():
