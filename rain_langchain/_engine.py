@@ -117,6 +117,11 @@ class RainFields(BaseModel):
     def model_name(self) -> str:
         return self._rain.model_name if self._rain is not None else model_label(self.model)
 
+    def ls_rain(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Tracing metadata: provider, model (a per-call ``model`` wins), the effective max_new_tokens."""
+        return {"ls_provider": "rain", "ls_model_name": kwargs.get("model") or self.model_name,
+                "ls_max_tokens": self.call_config(None, {}).max_new_tokens}
+
     def call_config(self, stop: list[str] | None, kwargs: dict[str, Any]) -> RainConfig:
         """This call's RAIN config: the base config, then this object's fields, then the call's options."""
         base = self.config or (self.model.config if isinstance(self.model, Rain) else RainConfig())

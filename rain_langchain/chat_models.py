@@ -138,10 +138,7 @@ class ChatRain(RainFields, BaseChatModel):
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         params = super()._get_ls_params(stop=stop, **kwargs)
-        params["ls_provider"] = "rain"
-        params["ls_model_name"] = kwargs.get("model") or self.model_name
-        if self.max_new_tokens is not None:
-            params["ls_max_tokens"] = self.max_new_tokens
+        params.update(self.ls_rain(kwargs))
         if stop or self.stop:
             params["ls_stop"] = list(stop or self.stop or [])
         return params

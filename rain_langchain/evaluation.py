@@ -22,10 +22,12 @@ from ._engine import RainFields, resolve_engine
 
 
 class SelfEvaluationPrompt(BasePromptTemplate[str]):
-    """A self-evaluation question about an (``input``, ``output``) exchange, with two lettered options.
+    """A self-evaluation question about an (``input``, ``output``) exchange with two options: lettered (``(A)``/
+    ``(B)``, the reference) or named by label (``safe``/``unsafe``, the built-in ``harmless``).
 
-    Build one with `SelfEvaluationPrompt.builtin` (``"harmless"`` or ``"sentiment"``), `from_principles`, or from
-    a `rain_core.EvaluationPrompt`. ``good_first`` picks the option order rendered by `format` (RAIN asks both).
+    Build one with `SelfEvaluationPrompt.builtin` (``"harmless"``, ``"sentiment"``, ``"harmless-letters"``),
+    `from_principles`, or from a `rain_core.EvaluationPrompt`. ``good_first`` picks the option order `format`
+    renders (RAIN asks both).
     """
 
     evaluation: EvaluationPrompt
@@ -83,12 +85,15 @@ class SelfEvaluationPrompt(BasePromptTemplate[str]):
         return self.model_copy(update={"good_first": not self.good_first})
 
     def parse_answer(self, text: str) -> bool | None:
-        """True when a model's answer picks the good option, False for the bad one, None when it picks neither."""
-        letters = self.letters
-        found = re.search(r"\(?\b(" + "|".join(map(re.escape, letters)) + r")\b\)?", text.strip())
-        if found is None:
-            return None
-        return found.group(1) == self.good_letter
+        """True when a model's answer picks the good option, False for the bad one, None when it picks neither.
+        Reads the option letter (``letter`` prompts) or the first label word it finds (``label`` prompts)."""
+        if self.evaluation.answer == "label":
+            good, bad = self.labels
+            words = sorted({good, bad}, key=len, reverse=True)  # "unsafe" before "safe"
+            found = re.search(r"\b(" + "|".join(map(re.escape, words)) + r")\b", text, flags=re.IGNORECASE)
+            return None if found is None else found.group(1).lower() == good.lower()
+        found = re.search(r"\(?\b(" + "|".join(map(re.escape, self.letters)) + r")\b\)?", text.strip())
+        return None if found is None else found.group(1) == self.good_letter
 
     # ------------------------------------------------------------------------------------------------ judging
     def as_judge(self, model: Any) -> Runnable[Any, dict[str, Any]]:

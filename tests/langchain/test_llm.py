@@ -1,0 +1,130 @@
+"""`RainLLM` on the tiny random model: the standard-suite checks mirrored for a text-completion model, plus stops,
+per-call options, callbacks and a non-blocked event loop. Random weights: properties only, never content."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+
+from rain_core import ConfigError, Rain
+from rain_langchain import RainLLM
+
+
+class Tokens(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.ended = 0
+
+    def on_llm_new_token(self, token: str, **kwargs) -> None:
+        self.tokens.append(token)
+
+    def on_llm_end(self, response, **kwargs) -> None:
+        self.ended += 1
+
+
+def test_invoke_returns_only_new_text(tiny_llm):
+    result = tiny_llm.generate(["The movie was"])
+    generation = result.generations[0][0]
+    assert isinstance(generation.text, str) and generation.text
+    assert not generation.text.startswith("The movie was")
+    assert generation.generation_info["finish_reason"] in ("eos", "stop", "length")
+    assert generation.generation_info["rain"]["commits"] >= 1
+    usage = result.llm_output["token_usage"]
+    assert usage["completion_tokens"] <= 8 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert result.llm_output["model_name"] == "tiny-llama-0"
+
+
+def test_stream_yields_committed_pieces_and_fires_callbacks(tiny_llm):
+    handler = Tokens()
+    pieces = list(tiny_llm.stream("The movie was", config={"callbacks": [handler]}, max_new_tokens=12))
+    text = [p for p in pieces if p]
+    assert len(text) >= 2
+    assert handler.tokens == text and handler.ended == 1
+    again = tiny_llm.invoke("The movie was", max_new_tokens=12)
+    assert "".join(pieces) == again  # same seed: the stream is the generation, piece by piece
+
+
+def test_batch_over_threads_is_safe(tiny_llm):
+    prompts = ["Hello", "The movie was", "Rain falls", "A good day"]
+    batched = tiny_llm.batch(prompts, config={"max_concurrency": 4})
+    assert batched == [tiny_llm.invoke(p) for p in prompts]  # serialised on the model lock, seeded: identical
+
+
+async def test_ainvoke_and_astream(tiny_llm):
+    text = await tiny_llm.ainvoke("The movie was")
+    assert text == tiny_llm.invoke("The movie was")
+    handler = Tokens()
+    pieces = [p async for p in tiny_llm.astream("The movie was", config={"callbacks": [handler]})]
+    assert "".join(pieces) == text
+    assert handler.tokens == [p for p in pieces if p]
+    assert await tiny_llm.abatch(["Hello", "Hey"]) == tiny_llm.batch(["Hello", "Hey"])
+
+
+async def test_ainvoke_does_not_block_the_event_loop(tiny_backend):
+    slow = RainLLM(model=tiny_backend, seed=0, similarity=False, max_new_tokens=48, max_iterations=6,
+                   min_iterations=4, num_candidates=4,
+                   evaluation_prompt=lambda prompt, response: (time.sleep(0.002), 0.5)[1])
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    start = time.perf_counter()
+    await slow.ainvoke("The movie was")
+    elapsed = time.perf_counter() - start
+    stop.set()
+    await task
+    assert elapsed > 0.1
+    assert ticks >= elapsed / 0.005 * 0.3  # the loop kept ticking while the search ran
+
+
+async def test_astream_stopped_early_releases_the_model(tiny_llm):
+    async for _ in tiny_llm.astream("The movie was", max_new_tokens=32):
+        break
+    await asyncio.sleep(0)
+    assert tiny_llm.engine.lock.acquire(timeout=10)  # the worker closed the search and let go of the lock
+    tiny_llm.engine.lock.release()
+
+
+def test_stop_is_honoured_in_search_and_text(tiny_llm):
+    free = tiny_llm.invoke("The movie was", max_new_tokens=24)
+    stop = free[3:5]  # a string the unconstrained run writes
+    cut = tiny_llm.generate(["The movie was"], stop=[stop], max_new_tokens=24).generations[0][0]
+    assert stop not in cut.text
+    assert free.startswith(cut.text)
+    assert cut.generation_info["finish_reason"] == "stop"
+    streamed = "".join(tiny_llm.stream("The movie was", stop=[stop], max_new_tokens=24))
+    assert streamed == cut.text
+
+
+def test_per_call_options_and_bind(tiny_llm):
+    short = tiny_llm.generate(["Hello"], max_new_tokens=3).llm_output["token_usage"]["completion_tokens"]
+    assert short <= 3
+    bound = tiny_llm.bind(max_tokens=2, Vt=0.5, T=3)
+    assert bound.invoke("Hello") == tiny_llm.invoke("Hello", max_new_tokens=2, value_threshold=0.5, max_iterations=3)
+    with pytest.raises(ConfigError, match="max_tokenz"):
+        tiny_llm.invoke("Hello", max_tokenz=3)
+
+
+def test_shares_one_engine(tiny_backend):
+    a = RainLLM(model=tiny_backend, similarity=False, evaluation_prompt=lambda p, r: 0.0)
+    rain = Rain(tiny_backend, evaluator=lambda p, r: 0.0, similarity=False)
+    b = RainLLM(model=rain)
+    assert a.engine.backend is b.engine.backend is tiny_backend
+    assert b.engine is rain
+    twin = RainLLM(model=tiny_backend, similarity=False, evaluation_prompt="sentiment", max_new_tokens=2)
+    assert twin.engine is RainLLM(model=tiny_backend, similarity=False, evaluation_prompt="sentiment").engine
+
+
+def test_ls_params(tiny_llm):
+    params = tiny_llm._get_ls_params(stop=["x"])
+    assert params["ls_provider"] == "rain" and params["ls_model_type"] == "llm"
+    assert params["ls_model_name"] == "tiny-llama-0" and params["ls_max_tokens"] == 8
