@@ -13,8 +13,8 @@ TINY_JUDGE = SelfEvaluationPrompt.from_principles(["Be polite.", "Stay on topic.
 #: A tiny search: every test still runs the real RAIN loop (search, judge, commit), just briefly.
 TINY_BUDGET = dict(config=RainConfig(max_new_tokens=8, max_iterations=2, min_iterations=1, num_candidates=2),
                    similarity=False, evaluation_prompt=TINY_JUDGE)
-REAL_BUDGET = dict(config=RainConfig(max_new_tokens=24, max_iterations=2, min_iterations=1, num_candidates=3),
-                   similarity=False)
+REAL_BUDGET = dict(config=RainConfig(max_new_tokens=16, max_iterations=1, min_iterations=1, num_candidates=2,
+                                     max_simulation_tokens=8), similarity=False)
 
 
 @pytest.fixture(scope="session")
