@@ -1,0 +1,380 @@
+"""`RainLLM`: RAIN (rewindable auto-regressive inference) as a LlamaIndex LLM.
+
+The class translates between LlamaIndex types and a `rain_core.Rain`; the search itself lives in rain_core. One
+loaded model serves every `RainLLM` (and every LangChain object) in the process: models come from
+`rain_core.shared_backend`, and engines (model + judge) from a small cache here, so two `RainLLM`s with the same
+judge share one pinned few-shot block.
+
+How a request reaches the model (the same in the streaming, non-streaming, sync and async paths):
+
+- ``chat(messages)``: ``system_prompt`` is merged into the leading system message (once: a system message that
+  already holds it is left alone). A custom ``messages_to_prompt``, or ``prompt_format="raw"``, turns the messages
+  into a text the model continues as is; otherwise the message list goes to the engine, which applies the
+  tokenizer's chat template (or RAIN's plain ``Human:/Assistant:`` format for a model without one).
+- ``complete(prompt)``: unless ``formatted=True``, ``system_prompt`` is put in front (as a system message, or as
+  ``system_prompt + "\\n\\n" + prompt`` for text) and a custom ``completion_to_prompt`` is applied, whose text is
+  continued as is. Without a custom ``completion_to_prompt`` the prompt becomes one user message under the chat
+  template (``formatted=True`` only skips the system prompt: the template is the engine's to apply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import fields as dataclass_fields
+from typing import Any, AsyncIterator, Iterator, Sequence
+
+from llama_index.core.base.llms.generic_utils import messages_to_prompt as generic_messages_to_prompt
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
+from llama_index.core.llms.llm import default_completion_to_prompt
+
+from rain_core import (
+    ConfigError,
+    EvaluationPrompt,
+    GenerationResult,
+    LoadedModel,
+    Rain,
+    RainConfig,
+    TransformersBackend,
+    shared_backend,
+)
+from rain_core.exchange import resolve_format
+
+#: Per-call option names that mean a RainConfig field.
+ALIASES = {"max_tokens": "max_new_tokens", "num_output": "max_new_tokens", "T": "max_iterations",
+           "Vt": "value_threshold"}
+CONFIG_FIELDS = {f.name for f in dataclass_fields(RainConfig)}
+#: Chat roles LlamaIndex has beyond the ones a chat template knows.
+ROLES = {MessageRole.DEVELOPER: "system", MessageRole.CHATBOT: "assistant", MessageRole.MODEL: "assistant",
+         MessageRole.FUNCTION: "tool"}
+
+Request = tuple[Any, str]  # (a text or a message list, the prompt format to run it with)
+
+
+class RainLLM(CustomLLM):
+    """A local causal LM that writes under RAIN: it searches over its own continuations, judges them with a
+    self-evaluation prompt and rewinds the bad ones before committing text.
+
+    Examples:
+        ```python
+        from llama_index.core import Settings
+        from rain_llamaindex import RainLLM
+
+        Settings.llm = RainLLM(max_new_tokens=64, max_iterations=8)
+        print(Settings.llm.complete("How do I stay safe on a night hike?").text)
+        ```
+    """
+
+    model: Any = Field(default="smollm2", description="A model spec ('smollm2', the embedded default; a local "
+                       "folder; a .gguf file; a cached HF id) or a loaded engine: a rain_core.Rain, a "
+                       "TransformersBackend or a LoadedModel. Loaded once per process and shared.")
+    evaluation_prompt: Any = Field(default=None, description="The self-evaluation judge: 'harmless' (default), "
+                                   "'sentiment', a RainEvaluationPrompt, a rain_core.EvaluationPrompt, a prompt "
+                                   "file path, or a function of (prompt, response) returning a score in [-1, 1].")
+    config: RainConfig | None = Field(default=None, description="Base RAIN hyperparameters (reference defaults; "
+                                      "those of a passed rain_core.Rain).")
+    max_new_tokens: int | None = Field(default=None, description="Committed tokens at most (num_output).")
+    max_iterations: int | None = Field(default=None, description="Search budget per commit (T).")
+    min_iterations: int | None = Field(default=None, description="Fresh inner iterations every commit gets.")
+    value_threshold: float | None = Field(default=None, description="Early-stop value threshold (Vt).")
+    num_candidates: int | None = Field(default=None, description="Children made per expansion.")
+    seed: int | None = Field(default=None, description="Makes the search reproducible.")
+    stop: list[str] | None = Field(default=None, description="Strings that end the response (not returned).")
+    soft: bool = Field(default=False, description="Score self-evaluations by probability margin (not hard vote).")
+    similarity: Any = Field(default=True, description="Sentence encoder for similarity credit and widening; "
+                            "False turns both off.")
+    prompt_format: str = Field(default="auto", description="'auto' (the chat template when the tokenizer has one, "
+                               "else 'plain'), 'chat', 'plain' (Human:/Assistant:) or 'raw' (continue the text).")
+    device: str | None = Field(default=None, description="Where a model spec is loaded ('cpu', 'cuda', ...).")
+    dtype: str | None = Field(default=None, description="Torch dtype of a model spec loaded here.")
+
+    _rain: Rain | None = PrivateAttr(default=None)
+
+    def __init__(self, model: Any = "smollm2", **kwargs: Any) -> None:
+        super().__init__(model=model, **kwargs)
+        if self.prompt_format not in ("auto", "chat", "plain", "raw"):
+            raise ConfigError(f"prompt_format={self.prompt_format!r}: use 'auto', 'chat', 'plain' or 'raw'.")
+        self.call_config({})  # a bad option fails here, not on the first call
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RainLLM"
+
+    # ------------------------------------------------------------------------------------------------ engine
+    @property
+    def engine(self) -> Rain:
+        """The shared `rain_core.Rain` this LLM runs on (the model is loaded on first use)."""
+        if self._rain is None:
+            self._rain = resolve_engine(self.model, self.evaluation_prompt, soft=self.soft,
+                                        similarity=self.similarity, device=self.device, dtype=self.dtype)
+        return self._rain
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        """From the loaded model: ``context_window`` is the positions a prompt and its response may use (the
+        model's window less the search's simulation look-ahead, which the engine reserves), ``num_output`` the
+        committed-token budget, ``is_chat_model`` whether requests go through the tokenizer's chat template."""
+        rain, config = self.engine, self.call_config({})
+        return LLMMetadata(
+            context_window=rain.context_window - config.max_simulation_tokens,
+            num_output=config.max_new_tokens,
+            is_chat_model=self._format() == "chat",
+            is_function_calling_model=False,
+            model_name=rain.model_name,
+            system_role=MessageRole.SYSTEM,
+        )
+
+    def call_config(self, kwargs: dict[str, Any]) -> RainConfig:
+        """One call's RAIN config: the base config, then this object's fields, then the call's options."""
+        base = self.config or (self.model.config if isinstance(self.model, Rain) else RainConfig())
+        overrides = {name: getattr(self, name) for name in ("max_new_tokens", "max_iterations", "min_iterations",
+                                                             "value_threshold", "num_candidates", "seed")
+                     if getattr(self, name) is not None}
+        if self.stop:
+            overrides["stop"] = tuple(self.stop)
+        for name, value in kwargs.items():
+            name = ALIASES.get(name, name)
+            if name not in CONFIG_FIELDS:
+                raise ConfigError(f"Unknown option {name!r} for a RainLLM call. Known options: "
+                                  f"{', '.join(sorted(CONFIG_FIELDS | set(ALIASES) | {'prompt_format'}))}.")
+            if value is not None or name == "seed":
+                overrides[name] = tuple([value] if isinstance(value, str) else value) if name == "stop" else value
+        return base.updated(**overrides)
+
+    def judge(self, query: str, response: str, evaluation_prompt: Any = None) -> float:
+        """Score ``response`` to ``query`` in [-1, 1] with this LLM's judge (or ``evaluation_prompt``)."""
+        rain = self.engine if evaluation_prompt is None else resolve_engine(
+            self.engine.backend, evaluation_prompt, soft=self.soft, similarity=False)
+        return rain.judge(query, response, prompt_format="plain")
+
+    # ------------------------------------------------------------------------------------------------ requests
+    def _format(self, kwargs: dict[str, Any] | None = None) -> str:
+        requested = (kwargs or {}).pop("prompt_format", None) or self.prompt_format
+        return resolve_format(self.engine.tokenizer, requested)
+
+    def _system(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The leading system messages merged into one, holding ``system_prompt`` once."""
+        lead = 0
+        while lead < len(messages) and messages[lead]["role"] == "system":
+            lead += 1
+        system = [m["content"] for m in messages[:lead]]
+        if self.system_prompt and not any(self.system_prompt in s for s in system):
+            system.insert(0, self.system_prompt)
+        head = [{"role": "system", "content": "\n\n".join(system)}] if system else []
+        return head + messages[lead:]
+
+    def _chat_request(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Request:
+        fmt = self._format(kwargs)
+        plain = self._system([{"role": ROLES.get(m.role, m.role.value), "content": m.content or ""}
+                              for m in messages])
+        if self.messages_to_prompt is not generic_messages_to_prompt or fmt == "raw":
+            chat = [ChatMessage(role=m["role"], content=m["content"]) for m in plain]
+            return self.messages_to_prompt(chat), "raw"
+        return plain, fmt
+
+    def _completion_request(self, prompt: str, formatted: bool, kwargs: dict[str, Any]) -> Request:
+        fmt = self._format(kwargs)
+        custom = self.completion_to_prompt is not default_completion_to_prompt
+        system = self.system_prompt if not formatted else None
+        if custom or fmt == "raw":
+            text = f"{system}\n\n{prompt}" if system else prompt
+            return (self.completion_to_prompt(text) if custom and not formatted else text), "raw"
+        return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}], \
+            fmt
+
+    # ------------------------------------------------------------------------------------------------ running
+    def _generate(self, request: Request, config: RainConfig) -> GenerationResult:
+        prompt, fmt = request
+        return self.engine.generate(prompt, prompt_format=fmt, **config.to_dict())
+
+    def _stream(self, request: Request, config: RainConfig) -> Iterator[str | GenerationResult]:
+        """Committed pieces, then the final result. It holds the model lock: consume it in one thread."""
+        prompt, fmt = request
+        results: list[GenerationResult] = []
+        pieces = self.engine.stream(prompt, on_result=results.append, prompt_format=fmt, **config.to_dict())
+        try:
+            yield from pieces
+        finally:
+            pieces.close()
+        yield from results
+
+    async def _astream(self, request: Request, config: RainConfig) -> AsyncIterator[str | GenerationResult]:
+        """`_stream` run whole in one worker thread and handed over through a queue, so the event loop never
+        waits on the model; a consumer that stops early makes the worker close the search at its next piece."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        cancelled = threading.Event()
+        done = object()
+
+        def work() -> None:
+            try:
+                items = self._stream(request, config)
+                try:
+                    for item in items:
+                        loop.call_soon_threadsafe(queue.put_nowait, item)
+                        if cancelled.is_set():
+                            break
+                finally:
+                    items.close()
+                loop.call_soon_threadsafe(queue.put_nowait, done)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+
+        worker = loop.run_in_executor(None, work)
+        try:
+            while (item := await queue.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancelled.set()
+            await asyncio.shield(worker)
+
+    # ------------------------------------------------------------------------------------------------ responses
+    def _raw(self, result: GenerationResult) -> dict[str, Any]:
+        prompt, completion = result.stats.prompt_tokens, result.stats.completion_tokens
+        return {"model": self.engine.model_name, "finish_reason": result.finish_reason,
+                "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                          "total_tokens": prompt + completion},
+                "stats": result.stats.to_dict()}
+
+    def _completions(self, items: Iterator[str | GenerationResult]) -> CompletionResponseGen:
+        text = ""
+        for item in items:
+            if isinstance(item, GenerationResult):
+                yield CompletionResponse(text=text, delta="", raw=self._raw(item))
+            else:
+                text += item
+                yield CompletionResponse(text=text, delta=item)
+
+    def _chats(self, items: Iterator[str | GenerationResult]) -> ChatResponseGen:
+        for chunk in self._completions(items):
+            yield _as_chat(chunk)
+
+    # ------------------------------------------------------------------------------------------------ sync API
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        request = self._completion_request(prompt, formatted, kwargs)
+        result = self._generate(request, self.call_config(kwargs))
+        return CompletionResponse(text=result.text, raw=self._raw(result))
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        request = self._completion_request(prompt, formatted, kwargs)
+        return self._completions(self._stream(request, self.call_config(kwargs)))
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        request = self._chat_request(messages, kwargs)
+        result = self._generate(request, self.call_config(kwargs))
+        return _as_chat(CompletionResponse(text=result.text, raw=self._raw(result)))
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        request = self._chat_request(messages, kwargs)
+        return self._chats(self._stream(request, self.call_config(kwargs)))
+
+    # ------------------------------------------------------------------------------------------------ async API
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        request = self._completion_request(prompt, formatted, kwargs)
+        result = await asyncio.to_thread(self._generate, request, self.call_config(kwargs))
+        return CompletionResponse(text=result.text, raw=self._raw(result))
+
+    @llm_completion_callback()
+    async def astream_complete(self, prompt: str, formatted: bool = False,
+                               **kwargs: Any) -> CompletionResponseAsyncGen:
+        request = self._completion_request(prompt, formatted, kwargs)
+        return self._acompletions(self._astream(request, self.call_config(kwargs)))
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        request = self._chat_request(messages, kwargs)
+        result = await asyncio.to_thread(self._generate, request, self.call_config(kwargs))
+        return _as_chat(CompletionResponse(text=result.text, raw=self._raw(result)))
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        request = self._chat_request(messages, kwargs)
+        return self._achats(self._astream(request, self.call_config(kwargs)))
+
+    async def _acompletions(self, items: AsyncIterator[str | GenerationResult]) -> CompletionResponseAsyncGen:
+        text = ""
+        try:
+            async for item in items:
+                if isinstance(item, GenerationResult):
+                    yield CompletionResponse(text=text, delta="", raw=self._raw(item))
+                else:
+                    text += item
+                    yield CompletionResponse(text=text, delta=item)
+        finally:
+            await items.aclose()  # type: ignore[attr-defined]
+
+    async def _achats(self, items: AsyncIterator[str | GenerationResult]) -> ChatResponseAsyncGen:
+        chunks = self._acompletions(items)
+        try:
+            async for chunk in chunks:
+                yield _as_chat(chunk)
+        finally:
+            await chunks.aclose()
+
+
+def _as_chat(chunk: CompletionResponse) -> ChatResponse:
+    return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=chunk.text), delta=chunk.delta,
+                        raw=chunk.raw)
+
+
+# ---------------------------------------------------------------------------------------------------- engines
+_engines: dict[tuple, tuple[Any, Rain]] = {}
+_engines_lock = threading.Lock()
+
+
+def _key(spec: Any) -> Any:
+    """A hashable key for an evaluator or similarity spec (strings and prompts by value, objects by identity)."""
+    try:
+        hash(spec)
+    except TypeError:
+        return ("id", id(spec))
+    return spec if isinstance(spec, (str, bool, EvaluationPrompt, type(None))) else ("id", id(spec))
+
+
+def evaluator_spec(evaluator: Any) -> Any:
+    """Unwrap a `RainEvaluationPrompt` (anything holding an ``evaluation`` prompt) to what `Rain` accepts."""
+    inner = getattr(evaluator, "evaluation", None)
+    return inner if isinstance(inner, EvaluationPrompt) else evaluator
+
+
+def resolve_engine(model: Any, evaluator: Any = None, *, soft: bool = False, similarity: Any = True,
+                   device: str | None = None, dtype: str | None = None) -> Rain:
+    """The shared `Rain` for ``model`` (a spec, `Rain`, backend or `LoadedModel`) judged by ``evaluator``."""
+    if isinstance(model, Rain) and evaluator is None:
+        return model
+    if isinstance(model, Rain):
+        backend = model.backend
+    elif isinstance(model, TransformersBackend):
+        backend = model
+    elif isinstance(model, (str, LoadedModel)):
+        backend = shared_backend(model, device=device, dtype=dtype)
+    else:
+        raise ConfigError(f"Cannot use {model!r} as a RAIN model: pass a model spec such as 'smollm2', a local "
+                          "folder or .gguf file, a rain_core.Rain, a TransformersBackend or a LoadedModel.")
+    evaluator = evaluator_spec("harmless" if evaluator is None else evaluator)
+    key = (id(backend), _key(evaluator), soft, _key(similarity))
+    with _engines_lock:
+        if key not in _engines:
+            rain = Rain(backend, evaluator=evaluator, soft=soft, similarity=similarity)
+            _engines[key] = ((backend, evaluator, similarity), rain)  # keep the objects alive: ids stay unique
+        return _engines[key][1]

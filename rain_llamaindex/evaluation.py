@@ -1,0 +1,217 @@
+"""The self-evaluation prompt as a LlamaIndex `PromptTemplate`, and the judge built on it for query pipelines.
+
+`RainEvaluationPrompt` wraps a `rain_core.EvaluationPrompt`. It is what `RainLLM` judges its own continuations with
+(``RainLLM(evaluation_prompt=...)``), and on its own it is a prompt template over ``query_str`` (the user's request)
+and ``response``: ``prompt.format(query_str=..., response=...)`` is exactly the text the RAIN judge reads.
+
+The same judge can score a finished answer:
+- `RainEvaluator` is a LlamaIndex evaluator (``evaluate_response(query=..., response=...)``) returning a score in
+  [-1, 1] and ``passing``;
+- `RainGuard` is a node postprocessor that drops retrieved passages the judge rejects before they reach the LLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Callable, Optional, Sequence
+
+from llama_index.core.base.llms.base import BaseLLM
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.evaluation import BaseEvaluator, EvaluationResult
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.prompts import PromptTemplate
+from llama_index.core.prompts.mixin import PromptDictType
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+
+from rain_core import EvaluationPrompt, Exchange, Rain, RainError
+
+from .base import RainLLM, resolve_engine
+
+_QUERY, _RESPONSE = "\x00query_str\x00", "\x00response\x00"
+
+
+class RainEvaluationPrompt(PromptTemplate):
+    """A self-evaluation question about a (``query_str``, ``response``) exchange with two options: lettered
+    (``(A)``/``(B)``, the reference) or named by label (``safe``/``unsafe``, the built-in ``harmless``).
+
+    Build one with ``RainEvaluationPrompt("harmless")`` / ``"sentiment"``, `from_principles`, a prompt file path,
+    or a `rain_core.EvaluationPrompt`. ``good_first`` picks the option order `format` renders (RAIN asks both).
+    """
+
+    _evaluation: EvaluationPrompt = PrivateAttr()
+    _good_first: bool = PrivateAttr(default=True)
+
+    def __init__(self, evaluation: EvaluationPrompt | str = "harmless", good_first: bool = True,
+                 **kwargs: Any) -> None:
+        if isinstance(evaluation, str):
+            evaluation = (EvaluationPrompt.builtin(evaluation) if "/" not in evaluation and "." not in evaluation
+                          else EvaluationPrompt.from_file(evaluation))
+        if not isinstance(evaluation, EvaluationPrompt):
+            raise RainError(f"RainEvaluationPrompt wraps a rain_core.EvaluationPrompt or a built-in name, not "
+                            f"{evaluation!r}.")
+        shown = evaluation.render(_exchange(_QUERY, _RESPONSE), good_first=good_first)
+        template = shown.replace(_QUERY, "{query_str}").replace(_RESPONSE, "{response}")
+        super().__init__(template=template, **kwargs)
+        self._evaluation = evaluation
+        self._good_first = good_first
+
+    # ------------------------------------------------------------------------------------------------ builders
+    @classmethod
+    def harmless(cls) -> "RainEvaluationPrompt":
+        return cls("harmless")
+
+    @classmethod
+    def sentiment(cls) -> "RainEvaluationPrompt":
+        return cls("sentiment")
+
+    @classmethod
+    def from_principles(cls, principles: Sequence[str], **kwargs: Any) -> "RainEvaluationPrompt":
+        """A rubric: the response is judged against each principle (see `EvaluationPrompt.from_principles`)."""
+        return cls(EvaluationPrompt.from_principles(principles, **kwargs))
+
+    # ------------------------------------------------------------------------------------------------ options
+    @property
+    def evaluation(self) -> EvaluationPrompt:
+        """The wrapped `rain_core.EvaluationPrompt` (what `RainLLM` hands to the engine)."""
+        return self._evaluation
+
+    @property
+    def good_first(self) -> bool:
+        return self._good_first
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        """The (good, bad) option labels."""
+        return self._evaluation.good, self._evaluation.bad
+
+    def swapped(self) -> "RainEvaluationPrompt":
+        """The same question with the options in the other order."""
+        return RainEvaluationPrompt(self._evaluation, good_first=not self._good_first, **self.kwargs)
+
+    # ------------------------------------------------------------------------------------------------ template
+    def format(self, llm: Optional[BaseLLM] = None, completion_to_prompt: Optional[Callable[[str], str]] = None,
+               **kwargs: Any) -> str:
+        """The judge's text for ``query_str`` and ``response``, rendered by rain_core (not by string substitution,
+        so braces in a rubric stay as written)."""
+        values = self._map_all_vars({**self.kwargs, **kwargs})
+        missing = [name for name in ("query_str", "response") if name not in values]
+        if missing:
+            raise RainError(f"RainEvaluationPrompt.format needs {' and '.join(missing)}.")
+        text = self._evaluation.render(_exchange(str(values["query_str"]), str(values["response"])),
+                                       good_first=self._good_first)
+        return completion_to_prompt(text) if completion_to_prompt is not None else text
+
+    def parse_answer(self, text: str) -> bool | None:
+        """True when a model's answer picks the good option, False for the bad one, None when it picks neither
+        (reads the option letter of ``letter`` prompts, the first label word of ``label`` prompts)."""
+        if self._evaluation.answer == "label":
+            good, bad = self.labels
+            words = sorted({good, bad}, key=len, reverse=True)  # "unsafe" before "safe"
+            found = re.search(r"\b(" + "|".join(map(re.escape, words)) + r")\b", text, flags=re.IGNORECASE)
+            return None if found is None else found.group(1).lower() == good.lower()
+        letters = self._evaluation.letters
+        found = re.search(r"\(?\b(" + "|".join(map(re.escape, letters)) + r")\b\)?", text.strip())
+        return None if found is None else found.group(1) == letters[0 if self._good_first else 1]
+
+
+def _exchange(query: str, response: str) -> Exchange:
+    """The judge's view of a single-turn exchange (RAIN's plain ``Human:/Assistant:`` form)."""
+    return Exchange(prompt=query, response=response, history=f"\nHuman: {query.strip()}\nAssistant:")
+
+
+def _verdict(score: float) -> str:
+    return "good" if score > 0 else "bad" if score < 0 else "split"
+
+
+class RainEvaluator(BaseEvaluator):
+    """Scores an answer with a RAIN self-evaluation judge: ``score`` in [-1, 1], ``passing`` when it reaches
+    ``threshold``.
+
+    On a `RainLLM` (or a `rain_core.Rain`) the judge reads the option probabilities under both orders, as RAIN does
+    during search. On any other LlamaIndex LLM it asks the question in both orders as text and counts the votes.
+
+    Args:
+        llm: the model that judges.
+        evaluation_prompt: the question (default: ``llm``'s own judge, or ``harmless``).
+        threshold: the lowest passing score (0: a split vote passes, a double "bad" fails).
+    """
+
+    def __init__(self, llm: Any, evaluation_prompt: Any = None, threshold: float = 0.0) -> None:
+        self.llm = llm
+        self.threshold = threshold
+        if isinstance(evaluation_prompt, RainEvaluationPrompt) or evaluation_prompt is None:
+            self.prompt = evaluation_prompt
+        elif isinstance(evaluation_prompt, (str, EvaluationPrompt)):
+            self.prompt = RainEvaluationPrompt(evaluation_prompt)
+        else:
+            raise RainError("evaluation_prompt: pass a RainEvaluationPrompt, a rain_core.EvaluationPrompt or a "
+                            "built-in name.")
+        if isinstance(llm, RainLLM):
+            self._rain = llm.engine if self.prompt is None else resolve_engine(llm.engine.backend, self.prompt,
+                                                                               soft=llm.soft, similarity=False)
+        elif isinstance(llm, Rain):
+            self._rain = llm if self.prompt is None else resolve_engine(llm.backend, self.prompt, similarity=False)
+        elif isinstance(llm, BaseLLM):
+            self._rain = None
+            self.prompt = self.prompt or RainEvaluationPrompt("harmless")
+        else:
+            raise RainError(f"Cannot judge with {llm!r}: pass a RainLLM, a rain_core.Rain or a LlamaIndex LLM.")
+
+    def _get_prompts(self) -> PromptDictType:
+        return {"evaluation_prompt": self.prompt} if self.prompt is not None else {}
+
+    def _update_prompts(self, prompts: PromptDictType) -> None:
+        if "evaluation_prompt" in prompts:
+            self.__init__(self.llm, prompts["evaluation_prompt"], self.threshold)  # type: ignore[misc]
+
+    def score(self, query: str, response: str) -> dict[str, Any]:
+        """``{"score", "verdict", "passing"}`` plus ``p_good`` (RAIN judge) or ``answers`` (text vote)."""
+        if self._rain is not None:
+            rain = self._rain
+            with rain.lock:
+                score = rain.judge(query, response, prompt_format="plain")
+                extra: dict[str, Any] = {"p_good": rain.evaluation_probabilities(query, response,
+                                                                                 prompt_format="plain")}
+        else:
+            answers, votes = [], []
+            for template in (self.prompt, self.prompt.swapped()):  # type: ignore[union-attr]
+                text = self.llm.complete(template.format(query_str=query, response=response)).text
+                picked = template.parse_answer(text)
+                answers.append(text)
+                votes.append(0 if picked is None else (1 if picked else -1))
+            score, extra = sum(votes) / 2, {"answers": answers}
+        return {"score": score, "verdict": _verdict(score), "passing": score >= self.threshold, **extra}
+
+    async def aevaluate(self, query: str | None = None, response: str | None = None,
+                        contexts: Sequence[str] | None = None, sleep_time_in_seconds: int = 0,
+                        **kwargs: Any) -> EvaluationResult:
+        if query is None or response is None:
+            raise ValueError("RainEvaluator needs both query and response.")
+        await asyncio.sleep(sleep_time_in_seconds)
+        out = await asyncio.to_thread(self.score, query, response)
+        feedback = f"verdict: {out['verdict']}" + (f"; P(good) in both orders: {out['p_good'][0]:.3f}, "
+                                                    f"{out['p_good'][1]:.3f}" if "p_good" in out else "")
+        return EvaluationResult(query=query, response=response, contexts=contexts, passing=out["passing"],
+                                score=out["score"], feedback=feedback)
+
+
+class RainGuard(BaseNodePostprocessor):
+    """Drops retrieved passages that the RAIN judge scores below ``threshold`` when read as an answer to the query,
+    so the LLM never sees them (a guard between retrieval and the answer)."""
+
+    llm: Any = Field(description="The RainLLM (or rain_core.Rain) whose judge reads each passage.")
+    evaluation_prompt: Any = Field(default=None, description="The question (default: the LLM's own judge).")
+    threshold: float = Field(default=0.0, description="Passages scoring below this are dropped.")
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RainGuard"
+
+    def _postprocess_nodes(self, nodes: list[NodeWithScore],
+                           query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
+        evaluator = RainEvaluator(self.llm, self.evaluation_prompt, self.threshold)
+        if query_bundle is None:
+            raise RainError("RainGuard judges passages against the query: pass a query.")
+        return [node for node in nodes if evaluator.score(
+            query_bundle.query_str, node.node.get_content(metadata_mode=MetadataMode.NONE))["passing"]]
