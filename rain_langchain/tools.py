@@ -52,7 +52,7 @@ def forced_name(tool_choice: Any, tools: Sequence[dict[str, Any]]) -> str | None
 
 def forced_prefix(name: str, tools: Sequence[dict[str, Any]]) -> str:
     """The start of a reply that calls ``name``, as far as the tool's schema fixes it: the tool name and the first
-    required argument's key (the model writes every value). A tool without arguments has one possible call, which
+    required argument's key, and the opening quote when that argument is a string (the model writes the values). A tool without arguments has one possible call, which
     is then the whole prefix."""
     function = next(t.get("function", t) for t in tools if tool_name(t) == name)
     params = function.get("parameters", {})
@@ -60,7 +60,8 @@ def forced_prefix(name: str, tools: Sequence[dict[str, Any]]) -> str:
     if not properties:
         return render_call(name, {})
     first = next((p for p in properties if p in params.get("required", [])), properties[0])
-    return json.dumps({"name": name, "arguments": {first: 0}})[:-3]
+    opening = '"' if params["properties"][first].get("type") == "string" else ""  # a string value starts so
+    return json.dumps({"name": name, "arguments": {first: 0}})[:-3] + opening
 
 
 def render_call(name: str, args: dict[str, Any]) -> str:

@@ -55,6 +55,9 @@ def test_parse_tool_calls():
     schema = {"name": "f", "parameters": {"properties": {"a": {"type": "integer"}, "b": {}}, "required": ["b"]}}
     assert forced_prefix("f", [schema]) == '{"name": "f", "arguments": {"b": '
     assert "f(a: integer, b: any)" in describe_tools([schema])
+    text_arg = {"name": "g", "parameters": {"properties": {"city": {"type": "string"}}, "required": ["city"]}}
+    assert forced_prefix("g", [text_arg]) == '{"name": "g", "arguments": {"city": "'
+
 
 
 def test_trailing_ai_message_is_continued(tiny_chat):
@@ -106,7 +109,9 @@ def test_self_evaluation_prompt_as_template_and_judge(tiny_chat):
     prompt = SelfEvaluationPrompt.from_principles(["Never insult the user."])
     text = prompt.invoke({"input": "hi", "output": "hello"}).to_string()
     assert "Never insult the user." in text and text.endswith(prompt.evaluation.answer_cue)
-    assert "(A) " + prompt.labels[0] in text and "(B) " + prompt.labels[1] in prompt.swapped().format(input="a", output="b").replace("(A) " + prompt.labels[1], "(B) " + prompt.labels[1]) or True
+    good, bad = prompt.labels
+    assert f"(A) {good}\n(B) {bad}" in text
+    assert f"(A) {bad}\n(B) {good}" in prompt.swapped().format(input="hi", output="hello")
     assert prompt.parse_answer("A)") is True and prompt.swapped().parse_answer("A)") is False
     assert SelfEvaluationPrompt.harmless().parse_answer(" unsafe") is False
     verdict = prompt.as_judge(tiny_chat).invoke({"input": "hi", "output": "hello"})

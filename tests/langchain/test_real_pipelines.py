@@ -52,8 +52,8 @@ def test_rag_chain_with_guard(chat, minilm_path):
     store = InMemoryVectorStore(RainEmbeddings(minilm_path))
     store.add_documents([Document(page_content=f) for f in FACTS])
     retriever = store.as_retriever(search_kwargs={"k": 1})
-    prompt = ChatPromptTemplate.from_messages([
-        ("system", "Answer the question using only this context:\n{context}"), ("human", "{question}")])
+    prompt = ChatPromptTemplate.from_messages([("human", "Context: {context}\n\nQuestion: {question}\nAnswer in one "
+                                                         "short sentence using the context.")])
     rag = {"context": retriever | (lambda docs: "\n".join(d.page_content for d in docs)),
            "question": RunnablePassthrough()} | prompt | chat | StrOutputParser()
     judge = SelfEvaluationPrompt.harmless().as_judge(chat)
@@ -106,7 +106,7 @@ def test_classic_react_agent(smollm2_backend):
     llm = RainLLM(model=smollm2_backend, config=BUDGET.updated(max_new_tokens=40), similarity=False,
                   prompt_format="raw")
     agent = create_react_agent(llm, [count_letters], PromptTemplate.from_template(REACT))
-    executor = AgentExecutor(agent=agent, tools=[count_letters], max_iterations=3, handle_parsing_errors=True,
+    executor = AgentExecutor(agent=agent, tools=[count_letters], max_iterations=2, handle_parsing_errors=True,
                              return_intermediate_steps=True)
     result = _timed("ReAct agent", lambda: executor.invoke({"input": 'How many letters are in the word "banana"?'}))
     steps = result["intermediate_steps"]
