@@ -134,9 +134,7 @@ class TransformersBackend:
             out = self.model(**kwargs)
         self.forward_calls += 1
         self.tokens_processed += int(input_ids.numel())
-        new_cache = getattr(out, "past_key_values", None)
-        if new_cache is None:
-            new_cache = getattr(out, "cache", None)
+        new_cache = out.get("cache") if "cache" in out else out.get("past_key_values")
         return out.logits.float(), new_cache
 
     def _prefix(self, ids: Sequence[int]) -> _Entry:
