@@ -1,0 +1,49 @@
+"""Fixtures of the LlamaIndex tests: small RAIN budgets on the tiny random model (fast) and on SmolLM2 (real)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rain_core import RainConfig
+from rain_llamaindex import RainEvaluationPrompt
+
+#: The judge on the tiny model: a lettered rubric (its tokenizer cannot tell "safe" from "unsafe" by first token).
+TINY_JUDGE = RainEvaluationPrompt.from_principles(["Be polite.", "Stay on topic."])
+
+#: A tiny search: every test still runs the real RAIN loop (search, judge, commit), just briefly.
+TINY_BUDGET = dict(config=RainConfig(max_new_tokens=8, max_iterations=2, min_iterations=1, num_candidates=2),
+                   similarity=False, evaluation_prompt=TINY_JUDGE)
+
+
+@pytest.fixture(scope="session")
+def tiny_judge():
+    return TINY_JUDGE
+
+
+@pytest.fixture(scope="session")
+def tiny_budget():
+    return dict(TINY_BUDGET)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tiny_backend):
+    from rain_llamaindex import RainLLM
+
+    return RainLLM(tiny_backend, seed=0, **TINY_BUDGET)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_for_the_tiny_model(request):
+    """The tiny model runs fastest on one thread (two threads on a busy 2-core machine mostly wait on each other);
+    real-tier tests keep the default."""
+    if "real" in request.keywords:
+        yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
