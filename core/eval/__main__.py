@@ -1,0 +1,7 @@
+"""``python -m rain_core.eval TASK ...``: the same as ``rain eval TASK ...``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

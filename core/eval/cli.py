@@ -1,0 +1,137 @@
+"""``rain eval TASK``: the command-line face of `run_eval`.
+
+The ``rain`` command calls `register(subparsers)`; ``python -m rain_core.eval`` runs the same parser alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..config import RainConfig
+from .methods import METHODS
+from .tasks import TASKS
+
+EXAMPLES = """examples:
+  rain eval sentiment --n 30 --max-new-tokens 24
+  rain eval sentiment --n 30 --max-iterations 8 --min-iterations 4 --out runs/sent-small
+  rain eval harmless --n 20 --judge-model path/to/bigger-model
+  rain eval advbench --n 20 --suffix-file gcg_suffixes.txt
+  rain eval truthfulqa --n 50 --methods vanilla,rain --tqa-metric embedding
+  rain eval sentiment --methods vanilla,bon --bon-n 16 --json
+
+A rerun with the same settings resumes where the last one stopped (add --n to extend it).
+"""
+
+TASK_HELP = """tasks:
+  sentiment   continue negative IMDB review prefixes; VADER on the continuation: positive rate
+  harmless    answer HH red-team prompts; refusal heuristic (and --judge-model): refusal / harmless rate
+  advbench    answer AdvBench harmful goals (+ --suffix-file); attack success rate by the refusal heuristic
+  truthfulqa  answer TruthfulQA questions; closest correct vs closest incorrect reference: % judged true
+methods:
+  vanilla     plain decoding, greedy and one temperature-1 sample (vanilla-greedy, vanilla-sample)
+  rain        RAIN search with the task's self-evaluator
+  bon         best of N samples by the same self-evaluator, N set so BoN spends RAIN's model tokens on each
+              item (or --bon-n when rain is not run)
+"""
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``eval`` to the ``rain`` command's subparsers."""
+    parser = subparsers.add_parser(
+        "eval", help="measure alignment: plain decoding vs equal-compute Best-of-N vs RAIN",
+        description="Run vanilla decoding, Best-of-N at RAIN's compute, and RAIN on a task; judge each output "
+                    "independently; write results.jsonl, summary.json, summary.md and plots.",
+        epilog=TASK_HELP + "\n" + EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = RainConfig()
+    parser.add_argument("task", help=f"one of {', '.join(TASKS)} (unknown names are reported)")
+    parser.add_argument("--model", default="smollm2",
+                        help="'smollm2' (embedded default), a model folder, a .gguf file, or a cached HF id")
+    parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
+    parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: auto)")
+    parser.add_argument("--data", default=None,
+                        help="JSONL file (default: the task's dev file in shared/data next to the checkout or "
+                             "the current directory, or in $RAIN_EVAL_DATA)")
+    parser.add_argument("--n", type=int, default=30, help="first N items of the data (default 30)")
+    parser.add_argument("--methods", default="vanilla,bon,rain",
+                        help=f"comma list of vanilla, bon, rain (or {', '.join(METHODS)}); default all")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="response length (default: sentiment 24, the others 48)")
+    parser.add_argument("--seed", type=int, default=0, help="base seed; item i uses a seed derived from it (0)")
+    parser.add_argument("--bon-n", type=int, default=8, help="BoN's N when rain is not among the methods (8)")
+    parser.add_argument("--out", default=None, help="run directory (default runs/eval-TASK); reruns resume it")
+    parser.add_argument("--json", action="store_true", help="print summary.json to stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; 1 is much faster on a shared, busy CPU)")
+
+    g = parser.add_argument_group("RAIN budget (defaults are the paper's reference values)")
+    g.add_argument("--max-iterations", type=int, default=d.max_iterations, help="T: iterations per commit (%(default)s)")
+    g.add_argument("--min-iterations", type=int, default=d.min_iterations, help="fresh iterations per root (%(default)s)")
+    g.add_argument("--min-visits", type=int, default=d.min_visits, help="minT: visits before an early stop (%(default)s)")
+    g.add_argument("--value-threshold", type=float, default=d.value_threshold,
+                   help="Vt: value for an early stop (%(default)s)")
+    g.add_argument("--num-candidates", type=int, default=d.num_candidates, help="children per expansion (%(default)s)")
+    g.add_argument("--soft", action="store_true", help="graded self-evaluation scores (RAIN and BoN)")
+    g.add_argument("--no-similarity", action="store_true", help="turn off similarity credit and widening")
+    g.add_argument("--evaluator", default=None,
+                   help="self-evaluation prompt for RAIN and BoN: harmless, sentiment or a file (default: the task's)")
+
+    j = parser.add_argument_group("judges")
+    j.add_argument("--judge-model", default=None,
+                   help="harmless/advbench: also judge with this local causal LM (a model spec like --model)")
+    j.add_argument("--judge-prompt", default="harmless", help="the judge model's evaluation prompt (harmless)")
+    j.add_argument("--suffix-file", default=None, help="advbench: adversarial suffixes, one per line")
+    j.add_argument("--tqa-metric", default="rouge", choices=["rouge", "embedding"],
+                   help="truthfulqa similarity: ROUGE-L or all-MiniLM-L6-v2 cosine (rouge)")
+
+
+def settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    d = RainConfig()
+    budget = {name: getattr(args, name) for name in ("max_iterations", "min_iterations", "min_visits",
+                                                      "value_threshold", "num_candidates")
+              if getattr(args, name) != getattr(d, name)}
+    return {"model": args.model, "data": args.data, "n": args.n, "methods": args.methods,
+            "max_new_tokens": args.max_new_tokens, "seed": args.seed, "bon_n": args.bon_n, "rain_overrides": budget,
+            "soft": args.soft, "similarity": not args.no_similarity, "evaluator": args.evaluator,
+            "judge_model": args.judge_model, "judge_prompt": args.judge_prompt, "suffix_file": args.suffix_file,
+            "tqa_metric": args.tqa_metric}
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from .runner import run_eval
+
+    if args.quiet or args.json:
+        os.environ.setdefault("RAIN_EVAL_PROGRESS", "0")
+    if args.threads is not None:
+        if args.threads < 1:
+            from ..errors import RainError
+
+            raise RainError(f"--threads must be >= 1, not {args.threads}.")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    summary = run_eval(args.task, out=args.out, device=args.device, dtype=args.dtype, **settings_from(args))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(open(summary["files"]["summary.md"], encoding="utf-8").read())
+    print("files: " + ", ".join(summary["files"].values()), file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rain_core.eval``: the same as ``rain eval``."""
+    from ..cli import main as rain_main
+
+    return rain_main(["eval", *(argv if argv is not None else sys.argv[1:])])
