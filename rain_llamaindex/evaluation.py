@@ -24,7 +24,7 @@ from llama_index.core.prompts import PromptTemplate
 from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from rain_core import EvaluationPrompt, Exchange, Rain, RainError
+from rain_core import EvaluationPrompt, Exchange, Rain, RainError, SelfEvaluator
 
 from .base import RainLLM, resolve_engine
 
@@ -171,8 +171,9 @@ class RainEvaluator(BaseEvaluator):
             rain = self._rain
             with rain.lock:
                 score = rain.judge(query, response, prompt_format="plain")
-                extra: dict[str, Any] = {"p_good": rain.evaluation_probabilities(query, response,
-                                                                                 prompt_format="plain")}
+                extra: dict[str, Any] = {}
+                if isinstance(rain.evaluator, SelfEvaluator):  # a function judge has no option probabilities
+                    extra["p_good"] = rain.evaluation_probabilities(query, response, prompt_format="plain")
         else:
             answers, votes = [], []
             for template in (self.prompt, self.prompt.swapped()):  # type: ignore[union-attr]

@@ -47,3 +47,47 @@ def _one_thread_for_the_tiny_model(request):
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+#: A short ReAct system header with one worked example: small models copy the format of an example far more
+#: reliably than they follow the default header's instructions (and the tiny model's context fits it).
+REACT_HEADER = """You answer questions. You have these tools:
+{tool_desc}
+
+Use a tool like this:
+Thought: I need to use a tool.
+Action: one of {tool_names}
+Action Input: {{"word": "apple"}}
+
+Then you get an Observation. When you know the answer, write:
+Thought: I can answer now.
+Answer: the answer
+
+Example:
+Question: How many letters are in the word "apple"?
+Thought: I need to use a tool.
+Action: count_letters
+Action Input: {{"word": "apple"}}
+Observation: 5
+Thought: I can answer now.
+Answer: 5
+"""
+
+
+def count_letters(word: str) -> int:
+    """Count the letters of a word."""
+    return len(word.strip().strip('"'))
+
+
+@pytest.fixture
+def react_agent():
+    """A workflow ReActAgent with the short header and the count_letters tool, for a given LLM."""
+    from llama_index.core.agent.react import ReActChatFormatter
+    from llama_index.core.agent.workflow import ReActAgent
+    from llama_index.core.tools import FunctionTool
+
+    def make(llm, **kwargs):
+        return ReActAgent(tools=[FunctionTool.from_defaults(count_letters)], llm=llm,
+                          formatter=ReActChatFormatter.from_defaults(system_header=REACT_HEADER), **kwargs)
+
+    return make
