@@ -186,8 +186,8 @@ class ModelJudge:
 
         try:
             rain = Rain(spec, evaluator=evaluator, similarity=False, device=device, dtype=dtype)
-        except RainError:
-            raise
+        except RainError as exc:
+            raise RainError(f"The judge model {spec!r} could not be loaded: {exc}") from exc
         except Exception as exc:  # a broken folder makes transformers raise anything from OSError to KeyError
             raise RainError(f"The judge model {spec!r} could not be loaded: {type(exc).__name__}: {exc}") from exc
         judge = cls(rain=rain, label=f"judge:{rain.model_name}")

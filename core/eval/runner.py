@@ -82,10 +82,16 @@ class EvalRun:
         if rain is None:
             from ..engine import Rain
 
-            rain = Rain(settings.model, evaluator=settings.evaluator or self.task.evaluator,
-                        config=RainConfig().updated(**settings.rain_overrides), soft=settings.soft,
-                        similarity=settings.similarity, prompt_format=self.task.prompt_format, device=device,
-                        dtype=dtype)
+            try:
+                rain = Rain(settings.model, evaluator=settings.evaluator or self.task.evaluator,
+                            config=RainConfig().updated(**settings.rain_overrides), soft=settings.soft,
+                            similarity=settings.similarity, prompt_format=self.task.prompt_format, device=device,
+                            dtype=dtype)
+            except RainError:
+                raise
+            except Exception as exc:  # transformers raises anything from OSError to KeyError on a broken folder
+                raise RainError(f"The model {settings.model!r} could not be loaded: {type(exc).__name__}: "
+                                f"{exc}") from exc
         self.rain = rain
         self.record = json.loads(json.dumps(self._record()))  # as config.json will hold it (lists, not tuples)
 
