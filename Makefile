@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install demo test test-fast docs bench clean
+.PHONY: install demo test test-fast test-standard-real docs bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: install
 
 test-fast: $(PY)
 	$(PY) -m pytest -q -m "not real"
+
+test-standard-real: $(PY)
+	$(PY) -m pytest -q -m slow tests/langchain/test_chat_standard.py
 
 docs: install
 	$(VENV)/bin/mkdocs build --strict

@@ -2,7 +2,9 @@
 
 - Unit suite and a text-only integration suite on the tiny random model (fast tier): they test plumbing, so tool
   calling is declared unsupported there (random weights cannot write a tool call).
-- The full integration suite, tool calling included, on the real SmolLM2 with a tiny RAIN budget (``real`` tier).
+- The full integration suite, tool calling included, on the real SmolLM2 with a tiny RAIN budget (``real`` and
+  ``slow``: ~50 generations on a 2-core CPU take longer than CI allows, so `make test` leaves it out and
+  `make test-standard-real` runs it).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class TestChatRainTinyIntegration(_OnBackend, ChatModelIntegrationTests):
 
 
 @pytest.mark.real
+@pytest.mark.slow
 class TestChatRainSmolLM2Integration(_OnBackend, ChatModelIntegrationTests):
     budget = REAL_BUDGET
 
