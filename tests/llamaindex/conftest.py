@@ -33,12 +33,10 @@ def tiny_llm(tiny_backend):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread_for_the_tiny_model(request):
-    """The tiny model runs fastest on one thread (two threads on a busy 2-core machine mostly wait on each other);
-    real-tier tests keep the default."""
-    if "real" in request.keywords:
-        yield
-        return
+def _one_torch_thread():
+    """Run the models on one intra-op thread. On this 2-core machine, shared with other jobs, two threads mostly
+    wait on each other: measured on SmolLM2, one RAIN answer took 20.6 s on 2 threads and 3.7 s on 1 (a worker
+    thread, as in the async paths, already runs on 1: 4.2 s); the tiny model gains as much."""
     import torch
 
     threads = torch.get_num_threads()
