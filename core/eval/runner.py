@@ -67,7 +67,9 @@ class EvalRun:
             raise RainError("--judge-model applies to the harmless and advbench tasks only.")
         if settings.suffix_file and settings.task != "advbench":
             raise RainError("--suffix-file applies to the advbench task only.")
-        RainConfig().updated(**settings.rain_overrides)  # bad budget values fail before anything loads
+        # bad budget or length values fail before anything loads
+        RainConfig().updated(**settings.rain_overrides, seed=settings.seed,
+                             **({"max_new_tokens": settings.max_new_tokens} if settings.max_new_tokens is not None else {}))
         # cheap checks first: the data, then the (slow) models; nothing is written before all of them pass
         self.task: Task = make_task(settings.task, tqa_metric=settings.tqa_metric)
         self.data_path = resolve_data(self.task, settings.data)
@@ -78,7 +80,8 @@ class EvalRun:
         self.judge = judge
         if judge is not None:
             self.task = make_task(settings.task, tqa_metric=settings.tqa_metric, judge=judge)
-        self.max_new_tokens = settings.max_new_tokens or self.task.max_new_tokens
+        self.max_new_tokens = settings.max_new_tokens if settings.max_new_tokens is not None else \
+            self.task.max_new_tokens
         if rain is None:
             from ..engine import Rain
 

@@ -188,6 +188,10 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(rain, data, tmp_path):
         run(rain, data, out, judge_model="smollm2")
     with pytest.raises(RainError, match="max_iterations"):
         run(rain, data, out, rain_overrides={"max_iterations": -1})
+    with pytest.raises(RainError, match="max_new_tokens"):
+        run(rain, data, out, max_new_tokens=0)
+    with pytest.raises(RainError, match="--n must be"):
+        run(rain, data, out, n=0)
     assert not out.exists()
 
 
