@@ -23,7 +23,7 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
-	$(VENV)/bin/mkdocs build --strict -q
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q
 
 test-fast: $(PY)
 	$(PY) -m pytest -q -m "not real"
