@@ -114,7 +114,7 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
             f", soft={settings.get('soft')}, similarity={settings.get('similarity')}."]
     paired = summary.get("paired_vs_rain")
     if paired:
-        lines += ["", f"Paired on `{summary['headline']}` (items where only one method succeeds): " + "; ".join(
+        lines += ["", f"Paired on `{summary['headline']}` (items where it holds for only one of the two): " + "; ".join(
             f"RAIN only {p['only_rain']} vs {o} only {p[f'only_{o}']} of {p['items']}" for o, p in paired.items()) + "."]
     return "\n".join(lines) + "\n"
 
