@@ -192,4 +192,48 @@ class Rain:
             return self.evaluator.good_probabilities(exchange)
 
 
-__all__ = ["Rain", "shared_backend", "EvaluationPrompt"]
+_engines: dict[tuple, tuple[Any, Rain]] = {}
+_engines_lock = threading.Lock()
+
+
+def _key(spec: Any) -> Any:
+    """A hashable key for an evaluator or similarity spec (strings and prompts by value, objects by identity)."""
+    try:
+        hash(spec)
+    except TypeError:
+        return ("id", id(spec))
+    return spec if isinstance(spec, (str, bool, EvaluationPrompt, type(None))) else ("id", id(spec))
+
+
+def _evaluator_spec(evaluator: Any) -> Any:
+    """Unwrap a framework prompt wrapper (anything holding an ``evaluation`` prompt) to what `Rain` accepts."""
+    inner = getattr(evaluator, "evaluation", None)
+    return inner if isinstance(inner, EvaluationPrompt) else evaluator
+
+
+def shared_engine(model: Any, evaluator: Any = None, *, soft: bool = False, similarity: Any = True,
+                   device: str | None = None, dtype: str | None = None) -> Rain:
+    """The shared `Rain` for ``model`` (a spec, `Rain`, backend or `LoadedModel`) judged by ``evaluator``: one engine per
+    (loaded model, judge) in the process, so every LangChain and LlamaIndex object over it shares the pinned few-shot
+    block and the calibration."""
+    if isinstance(model, Rain) and evaluator is None:
+        return model
+    if isinstance(model, Rain):
+        backend = model.backend
+    elif isinstance(model, TransformersBackend):
+        backend = model
+    elif isinstance(model, (str, LoadedModel)):
+        backend = shared_backend(model, device=device, dtype=dtype)
+    else:
+        raise ConfigError(f"Cannot use {model!r} as a RAIN model: pass a model spec such as 'smollm2', a local "
+                          "folder or .gguf file, a rain_core.Rain, a TransformersBackend or a LoadedModel.")
+    evaluator = _evaluator_spec("harmless" if evaluator is None else evaluator)
+    key = (id(backend), _key(evaluator), soft, _key(similarity))
+    with _engines_lock:
+        if key not in _engines:
+            rain = Rain(backend, evaluator=evaluator, soft=soft, similarity=similarity)
+            _engines[key] = ((backend, evaluator, similarity), rain)  # keep the objects alive: ids stay unique
+        return _engines[key][1]
+
+
+__all__ = ["Rain", "shared_backend", "shared_engine", "EvaluationPrompt"]

@@ -14,56 +14,14 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from rain_core import ConfigError, EvaluationPrompt, GenerationResult, LoadedModel, Rain, RainConfig, \
-    SearchStats, TransformersBackend, shared_backend
+from rain_core import ConfigError, GenerationResult, LoadedModel, Rain, RainConfig, SearchStats, TransformersBackend
+from rain_core.engine import shared_engine as resolve_engine
 
 #: Per-call option names that mean a RainConfig field.
 ALIASES = {"max_tokens": "max_new_tokens", "Vt": "value_threshold", "T": "max_iterations"}
 #: Keyword arguments LangChain itself passes along to a model; they carry no RAIN option.
 LANGCHAIN_KWARGS = {"ls_structured_output_format", "parallel_tool_calls", "strict"}
 CONFIG_FIELDS = {f.name for f in dataclass_fields(RainConfig)}
-
-_engines: dict[tuple, tuple[Any, Rain]] = {}
-_engines_lock = threading.Lock()
-
-
-def _key(spec: Any) -> Any:
-    """A hashable key for an evaluator or similarity spec (strings and prompts by value, objects by identity)."""
-    try:
-        hash(spec)
-    except TypeError:
-        return ("id", id(spec))
-    return spec if isinstance(spec, (str, bool, EvaluationPrompt, type(None))) else ("id", id(spec))
-
-
-def evaluator_spec(evaluator: Any) -> Any:
-    """Unwrap a `SelfEvaluationPrompt` (or anything holding an ``evaluation`` prompt) to what `Rain` accepts."""
-    inner = getattr(evaluator, "evaluation", None)
-    return inner if isinstance(inner, EvaluationPrompt) else evaluator
-
-
-def resolve_engine(model: Any, evaluator: Any = None, *, soft: bool = False, similarity: Any = True,
-                   device: str | None = None, dtype: str | None = None) -> Rain:
-    """The shared `Rain` for ``model`` (a spec, `Rain`, backend or `LoadedModel`) judged by ``evaluator``."""
-    if isinstance(model, Rain) and evaluator is None:
-        return model
-    if isinstance(model, Rain):
-        backend = model.backend
-    elif isinstance(model, TransformersBackend):
-        backend = model
-    elif isinstance(model, (str, LoadedModel)):
-        backend = shared_backend(model, device=device, dtype=dtype)
-    else:
-        raise ConfigError(f"Cannot use {model!r} as a RAIN model: pass a model spec such as 'smollm2', a local "
-                          "folder or .gguf file, a rain_core.Rain, a TransformersBackend or a LoadedModel.")
-    evaluator = evaluator_spec("harmless" if evaluator is None else evaluator)
-    key = (id(backend), _key(evaluator), soft, _key(similarity))
-    with _engines_lock:
-        if key not in _engines:
-            rain = Rain(backend, evaluator=evaluator, soft=soft, similarity=similarity)
-            _engines[key] = ((backend, evaluator, similarity), rain)  # keep the objects alive: ids stay unique
-        return _engines[key][1]
-
 
 def model_label(model: Any) -> str:
     """A model name without loading anything (for tracing metadata)."""

@@ -41,15 +41,12 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.llms.llm import default_completion_to_prompt
 
+from rain_core.engine import shared_engine as resolve_engine
 from rain_core import (
     ConfigError,
-    EvaluationPrompt,
     GenerationResult,
-    LoadedModel,
     Rain,
     RainConfig,
-    TransformersBackend,
-    shared_backend,
 )
 from rain_core.exchange import resolve_format
 
@@ -335,46 +332,3 @@ class RainLLM(CustomLLM):
 def _as_chat(chunk: CompletionResponse) -> ChatResponse:
     return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=chunk.text), delta=chunk.delta,
                         raw=chunk.raw)
-
-
-# ---------------------------------------------------------------------------------------------------- engines
-_engines: dict[tuple, tuple[Any, Rain]] = {}
-_engines_lock = threading.Lock()
-
-
-def _key(spec: Any) -> Any:
-    """A hashable key for an evaluator or similarity spec (strings and prompts by value, objects by identity)."""
-    try:
-        hash(spec)
-    except TypeError:
-        return ("id", id(spec))
-    return spec if isinstance(spec, (str, bool, EvaluationPrompt, type(None))) else ("id", id(spec))
-
-
-def evaluator_spec(evaluator: Any) -> Any:
-    """Unwrap a `RainEvaluationPrompt` (anything holding an ``evaluation`` prompt) to what `Rain` accepts."""
-    inner = getattr(evaluator, "evaluation", None)
-    return inner if isinstance(inner, EvaluationPrompt) else evaluator
-
-
-def resolve_engine(model: Any, evaluator: Any = None, *, soft: bool = False, similarity: Any = True,
-                   device: str | None = None, dtype: str | None = None) -> Rain:
-    """The shared `Rain` for ``model`` (a spec, `Rain`, backend or `LoadedModel`) judged by ``evaluator``."""
-    if isinstance(model, Rain) and evaluator is None:
-        return model
-    if isinstance(model, Rain):
-        backend = model.backend
-    elif isinstance(model, TransformersBackend):
-        backend = model
-    elif isinstance(model, (str, LoadedModel)):
-        backend = shared_backend(model, device=device, dtype=dtype)
-    else:
-        raise ConfigError(f"Cannot use {model!r} as a RAIN model: pass a model spec such as 'smollm2', a local "
-                          "folder or .gguf file, a rain_core.Rain, a TransformersBackend or a LoadedModel.")
-    evaluator = evaluator_spec("harmless" if evaluator is None else evaluator)
-    key = (id(backend), _key(evaluator), soft, _key(similarity))
-    with _engines_lock:
-        if key not in _engines:
-            rain = Rain(backend, evaluator=evaluator, soft=soft, similarity=similarity)
-            _engines[key] = ((backend, evaluator, similarity), rain)  # keep the objects alive: ids stay unique
-        return _engines[key][1]
