@@ -72,6 +72,12 @@ class RainFields(BaseModel):
         return self._rain
 
     @property
+    def _identifying_params(self) -> dict[str, Any]:
+        """What identifies this model to LangChain (caching, tracing): the model and the effective RAIN options."""
+        return {"model_name": self.model_name, "prompt_format": self.prompt_format,
+                **{k: v for k, v in self.call_config(None, {}).to_dict().items() if v is not None}}
+
+    @property
     def model_name(self) -> str:
         return self._rain.model_name if self._rain is not None else model_label(self.model)
 

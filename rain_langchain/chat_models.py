@@ -131,11 +131,6 @@ class ChatRain(RainFields, BaseChatModel):
     def _llm_type(self) -> str:
         return "rain-chat"
 
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "prompt_format": self.prompt_format,
-                **{k: v for k, v in self.call_config(None, {}).to_dict().items() if v is not None}}
-
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params.update(self.ls_rain(kwargs))
