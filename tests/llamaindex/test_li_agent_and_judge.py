@@ -77,7 +77,7 @@ def test_evaluation_prompt_is_a_prompt_template(tiny_judge):
 
 def test_evaluation_prompt_plugs_into_rain_llm(tiny_backend, tiny_judge):
     llm = RainLLM(tiny_backend, evaluation_prompt=tiny_judge, similarity=False, max_new_tokens=4)
-    assert llm.engine.evaluator.prompt is tiny_judge.evaluation
+    assert llm.engine.evaluator.prompt == tiny_judge.evaluation  # equal prompts share one engine
     custom = RainEvaluationPrompt.from_principles(["Never give medical advice."])
     other = RainLLM(tiny_backend, evaluation_prompt=custom, similarity=False)
     assert other.engine is not llm.engine and other.engine.backend is llm.engine.backend

@@ -226,7 +226,7 @@ def test_shares_one_engine(tiny_loaded, tiny_backend, tiny_budget, tiny_judge):
     a = RainLLM(tiny_loaded, **tiny_budget)
     b = RainLLM(tiny_backend, max_new_tokens=4, **{k: v for k, v in tiny_budget.items() if k != "config"})
     assert a.engine is b.engine and a.engine.backend is shared_backend(tiny_loaded)
-    assert a.engine.evaluator.prompt is tiny_judge.evaluation
+    assert a.engine.evaluator.prompt == tiny_judge.evaluation
     rain = Rain(tiny_backend, evaluator=tiny_judge.evaluation, similarity=False, max_new_tokens=5)
     passed = RainLLM(rain)
     assert passed.engine is rain and passed.metadata.num_output == 5  # a passed engine keeps its config
