@@ -22,9 +22,13 @@ from rain_core.exchange import format_prompt, resolve_format
 
 from . import _engine
 from ._engine import RainFields
-from .tools import complete_json_end, describe_tools, forced_name, forced_prefix, parse_tool_calls, render_call, tool_name
+from .tools import (ANSWER_NOW, complete_json_end, describe_tools, forced_name, forced_prefix, parse_tool_calls,
+                    render_call, tool_name)
 
 Message = dict[str, str]
+#: The least room a forced tool call (``tool_choice="any"``, a tool name, structured output) gets: it ends as soon as
+#: its JSON object is complete, and a short answer budget (``max_new_tokens=16``) would otherwise cut it mid-object.
+FORCED_CALL_TOKENS = 128
 
 
 # ---------------------------------------------------------------------------------------------------- messages
@@ -43,12 +47,14 @@ def _template_caps(tokenizer: Any) -> tuple[bool, bool]:
 
 
 def to_rain_messages(messages: Sequence[BaseMessage], *, system_ok: bool = True, tool_role_ok: bool = False,
-                     tool_instruction: str | None = None) -> tuple[list[Message], str]:
+                     tool_instruction: str | None = None, answer_now: bool = False) -> tuple[list[Message], str]:
     """LangChain messages as RAIN chat messages, plus the text of a trailing AI message (the reply continues it).
 
     Same-role neighbours are merged; system text is folded into the first user turn when the template has no
     system role; tool results become ``tool`` turns, or user turns naming the tool when the template lacks the role;
-    past tool calls are shown in the JSON format the model is asked to write.
+    past tool calls are shown in the JSON format the model is asked to write. ``answer_now`` (``tool_choice="none"``)
+    ends trailing tool results with the user's question and a request for a plain-text answer: small models copy the
+    last call from the history otherwise, and an agent then loops until its recursion limit.
     """
     out: list[Message] = []
     system = [tool_instruction] if tool_instruction else []
@@ -75,6 +81,9 @@ def to_rain_messages(messages: Sequence[BaseMessage], *, system_ok: bool = True,
             out[-1]["content"] += "\n\n" + text
         else:
             out.append({"role": role, "content": text})
+    if answer_now and messages and isinstance(messages[-1], ToolMessage):
+        question = next((m.text for m in reversed(messages) if isinstance(m, HumanMessage)), "")
+        out[-1]["content"] += f"\n\n{ANSWER_NOW.format(question=question.strip())}".rstrip()
     prefill = ""
     if out and out[-1]["role"] == "assistant" and any(m["role"] != "assistant" for m in out):
         prefill = out.pop()["content"]
@@ -158,6 +167,8 @@ class ChatRain(RainFields, BaseChatModel):
         """Describe ``tools`` to the model; its JSON calls come back as ``tool_calls``.
 
         tool_choice: None/"auto" (the model decides), "none", "any"/"required" (force a call), or a tool name.
+            A forced call ends when its JSON object closes and may use up to `FORCED_CALL_TOKENS` (128) tokens even
+            when ``max_new_tokens`` is smaller.
         """
         schemas = [convert_to_openai_tool(t) for t in tools]
         forced_name(tool_choice, schemas)  # fail now on a name that is not bound
@@ -169,12 +180,14 @@ class ChatRain(RainFields, BaseChatModel):
         tools = kwargs.pop("tools", None) or []
         tool_choice = kwargs.pop("tool_choice", None)
         config = self.call_config(stop, kwargs)
-        if tool_choice == "none":
+        instruction = describe_tools(tools) if tools else None
+        answer_now = tool_choice == "none" and bool(tools)  # tools stay described (past calls make sense), none run
+        if answer_now:
             tools = []
         rain = self.engine
         system_ok, tool_role_ok = _template_caps(rain.tokenizer)
         msgs, prefill = to_rain_messages(messages, system_ok=system_ok, tool_role_ok=tool_role_ok,
-                                         tool_instruction=describe_tools(tools) if tools else None)
+                                         tool_instruction=instruction, answer_now=answer_now)
         if not msgs:
             raise ValueError("ChatRain needs at least one message that is not from the AI.")
         forced = forced_name(tool_choice, tools) if tools else None
@@ -186,6 +199,8 @@ class ChatRain(RainFields, BaseChatModel):
         if forced is True:
             forced = self._likeliest_tool(text, names)
         prefix = forced_prefix(forced, tools) if forced else ""
+        if prefix and config.max_new_tokens < FORCED_CALL_TOKENS:  # a call stops when its JSON closes; never cut it
+            config = config.updated(max_new_tokens=FORCED_CALL_TOKENS)
         return _Call(text + prefix, "raw", config, prefix=prefix, tool_names=names)
 
     def _likeliest_tool(self, text: str, names: list[str]) -> str:

@@ -21,6 +21,9 @@ def tool_name(tool: dict[str, Any]) -> str:
     return tool.get("function", tool)["name"]
 
 
+ANSWER_NOW = "Using this result, answer in plain text: {question}"  # appended to tool results when no call may follow
+
+
 def describe_tools(tools: Sequence[dict[str, Any]]) -> str:
     """The system instruction: one signature line per tool, then the call format."""
     lines = ["You can call these tools:"]

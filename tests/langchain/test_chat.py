@@ -12,6 +12,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.tools import tool
 
 from rain_langchain import ChatRain, SelfEvaluationPrompt
+from rain_core.exchange import format_prompt
 from rain_langchain.chat_models import to_rain_messages
 from rain_langchain.tools import describe_tools, forced_prefix, parse_tool_calls
 
@@ -43,6 +44,31 @@ def test_messages_merge_fold_tools_and_prefill():
     assert folded == [{"role": "user", "content": "Be brief.\n\nBe kind.\n\nhi\n\nthere"}]
     native, _ = to_rain_messages(history[4:6] + [HumanMessage("ok")], tool_role_ok=True)
     assert [m["role"] for m in native] == ["assistant", "tool", "user"]
+
+
+def test_no_call_allowed_asks_for_the_answer_after_tool_results():
+    """tool_choice="none" after a tool result restates the user's question: a small model copies its last call
+    otherwise, and an agent loops until its recursion limit."""
+    history = [HumanMessage("Weather in Oslo?"),
+               AIMessage("", tool_calls=[{"name": "get_weather", "args": {"location": "Oslo"}, "id": "c1"}]),
+               ToolMessage("sunny", tool_call_id="c1", name="get_weather")]
+    msgs, _ = to_rain_messages(history, answer_now=True)
+    assert msgs[-1]["content"] == ("Tool result (get_weather): sunny\n\n"
+                                   "Using this result, answer in plain text: Weather in Oslo?")
+    assert to_rain_messages(history)[0][-1]["content"] == "Tool result (get_weather): sunny"
+    asked, _ = to_rain_messages(history[:1], answer_now=True)  # nothing to answer from yet: unchanged
+    assert asked == [{"role": "user", "content": "Weather in Oslo?"}]
+
+
+def test_tool_choice_none_describes_tools_but_parses_no_call(tiny_chat):
+    history = [HumanMessage("Weather in Oslo?"),
+               AIMessage("", tool_calls=[{"name": "get_weather", "args": {"location": "Oslo"}, "id": "c1"}]),
+               ToolMessage("sunny", tool_call_id="c1", name="get_weather")]
+    bound = tiny_chat.bind_tools([get_weather], tool_choice="none")
+    call = tiny_chat._plan(history, None, dict(bound.kwargs))
+    text = format_prompt(tiny_chat.engine.tokenizer, call.prompt, call.prompt_format).text
+    assert "get_weather(location: string)" in text and text.count("Using this result, answer") == 1
+    assert call.tool_names == [] and not call.prefix
 
 
 def test_parse_tool_calls():
@@ -97,6 +123,17 @@ def test_forced_call_of_a_tool_without_arguments(tiny_chat):
     assert reply.response_metadata["finish_reason"] == "tool_calls"
     with pytest.raises(ValueError, match="names no bound tool"):
         tiny_chat.bind_tools([dice], tool_choice="nope")
+
+
+def test_forced_call_is_not_cut_by_a_short_answer_budget(tiny_chat):
+    from rain_langchain.chat_models import FORCED_CALL_TOKENS
+
+    bound = tiny_chat.bind_tools([get_weather], tool_choice="any")
+    forced = tiny_chat._plan([HumanMessage("Weather in Oslo?")], None, dict(bound.kwargs))
+    assert tiny_chat.call_config(None, {}).max_new_tokens < FORCED_CALL_TOKENS == forced.config.max_new_tokens
+    free = tiny_chat._plan([HumanMessage("Weather in Oslo?")], None,
+                           dict(tiny_chat.bind_tools([get_weather]).kwargs))
+    assert free.config.max_new_tokens == tiny_chat.call_config(None, {}).max_new_tokens  # answers keep the user's budget
 
 
 def test_model_override_must_name_this_model(tiny_chat):
