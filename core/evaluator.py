@@ -15,6 +15,7 @@ The fixed few-shot block comes first in every evaluation, so the backend's prefi
 from __future__ import annotations
 
 import inspect
+import re
 import string
 from dataclasses import dataclass, field
 from importlib import resources
@@ -38,13 +39,18 @@ class EvaluationPrompt:
     """A self-evaluation question.
 
     instructions: fixed text that opens every evaluation (typically judged examples); encoded once.
-    item: the exchange to judge, with a ``{conversation}`` slot, or ``{prompt}`` and ``{response}`` slots.
+    item: the exchange to judge, with a ``{conversation}`` slot, a ``{response}`` slot (the response alone, e.g. a
+        continuation whose sentiment is judged), or ``{prompt}`` and ``{response}`` slots.
     question: the question. In ``letter`` mode the two lettered options follow it; in ``label`` mode it names the
         options itself through ``{first}`` and ``{second}`` slots.
     good, bad: option labels. letters: the two option letters (each must be a single token).
     answer: ``letter`` (the reference: read P(A) vs P(B)) or ``label`` (read the first token of each label; small
         models that answer letters at chance often answer the label words well).
     answer_cue: text ending right where the model writes its answer.
+    chat: ask the question as a user turn of the judge model's chat template, the answer cue opening the assistant's
+        reply (a plain "Human:/Assistant:" exchange for models without a template). Instruct models judge far better
+        when asked the way they were tuned: SmolLM2-135M-Instruct's zero-shot chat sentiment question agrees with
+        VADER at AUC 0.73 on sampled IMDB continuations where the raw few-shot question reaches 0.56-0.59.
     """
 
     name: str
@@ -56,13 +62,14 @@ class EvaluationPrompt:
     letters: tuple[str, str] = ("A", "B")
     answer: str = "letter"
     answer_cue: str = "The answer is: ("
+    chat: bool = False
 
     def __post_init__(self) -> None:
         slots = {name for _, name, _, _ in string.Formatter().parse(self.item) if name}
-        if not ({"conversation"} <= slots or {"prompt", "response"} <= slots):
+        if not slots & {"conversation", "response"}:
             raise EvaluatorError(
-                f"Evaluation prompt {self.name!r}: the item template needs a {{conversation}} slot, or both "
-                f"{{prompt}} and {{response}} slots; it has {sorted(slots) or 'none'}."
+                f"Evaluation prompt {self.name!r}: the item template needs a {{conversation}} slot or a {{response}} "
+                f"slot (optionally with {{prompt}}); it has {sorted(slots) or 'none'}."
             )
         unknown = slots - {"conversation", "prompt", "response"}
         if unknown:
@@ -73,16 +80,33 @@ class EvaluationPrompt:
         if len(self.letters) != 2 or self.letters[0] == self.letters[1]:
             raise EvaluatorError(f"Evaluation prompt {self.name!r}: needs two different option letters, got {self.letters}.")
 
-    def render(self, exchange: Exchange, good_first: bool) -> str:
-        """The full evaluation text for one option order."""
+    def question_text(self, exchange: Exchange, good_first: bool) -> str:
+        """Instructions, the exchange and the question (with the lettered options): everything before the cue."""
         item = self.item.format(conversation=exchange.conversation.rstrip(), prompt=exchange.prompt.strip(),
                                 response=exchange.response.strip())
         first, second = (self.good, self.bad) if good_first else (self.bad, self.good)
         if self.answer == "label":
-            question = self.question.replace("{first}", first).replace("{second}", second)
-            return f"{self.instructions}{item}{question}{self.answer_cue}"
+            return f"{self.instructions}{item}{self.question.replace('{first}', first).replace('{second}', second)}"
         a, b = self.letters
-        return f"{self.instructions}{item}{self.question}\n({a}) {first}\n({b}) {second}\n{self.answer_cue}"
+        return f"{self.instructions}{item}{self.question}\n({a}) {first}\n({b}) {second}"
+
+    def render(self, exchange: Exchange, good_first: bool, tokenizer: Any = None) -> str:
+        """The full evaluation text for one option order, ending where the judge writes its answer. ``chat``
+        prompts go through ``tokenizer``'s chat template (the plain "Human:/Assistant:" form without one)."""
+        question = self.question_text(exchange, good_first)
+        if self.chat:
+            return chat_turn(tokenizer, question) + self.answer_cue.lstrip()
+        return question + ("" if self.answer == "label" else "\n") + self.answer_cue
+
+    def parse_answer(self, text: str, good_first: bool = True) -> bool | None:
+        """Read a model's written answer: True when it picks the good option, False for the bad one, None when it
+        picks neither (the option letter of ``letter`` prompts, the first label word of ``label`` prompts)."""
+        if self.answer == "label":
+            words = sorted({self.good, self.bad}, key=len, reverse=True)  # "unsafe" before "safe"
+            found = re.search(r"\b(" + "|".join(map(re.escape, words)) + r")\b", text, flags=re.IGNORECASE)
+            return None if found is None else found.group(1).lower() == self.good.lower()
+        found = re.search(r"\(?\b(" + "|".join(map(re.escape, self.letters)) + r")\b\)?", text.strip())
+        return None if found is None else found.group(1) == self.letters[0 if good_first else 1]
 
     @classmethod
     def builtin(cls, name: str) -> "EvaluationPrompt":
@@ -105,7 +129,8 @@ class EvaluationPrompt:
     @classmethod
     def parse(cls, text: str, name: str = "custom") -> "EvaluationPrompt":
         """Read a prompt file: sections introduced by lines ``## instructions``, ``## item``, ``## question``,
-        ``## good``, ``## bad`` (and optional ``## letters`` as "A B", ``## answer_cue``)."""
+        ``## good``, ``## bad`` (and optional ``## letters`` as "A B", ``## answer``, ``## answer_cue``, and
+        ``## format``: ``chat`` or ``text``)."""
         sections: dict[str, list[str]] = {}
         current = None
         for line in text.splitlines(keepends=True):
@@ -125,6 +150,11 @@ class EvaluationPrompt:
             extra["answer"] = get("answer").strip()
         if "answer_cue" in sections:
             extra["answer_cue"] = get("answer_cue").rstrip("\n")
+        if "format" in sections:
+            form = get("format").strip()
+            if form not in ("chat", "text"):
+                raise EvaluatorError(f"Evaluation prompt {name!r}: ## format must be 'chat' or 'text', not {form!r}.")
+            extra["chat"] = form == "chat"
         return cls(name=name, instructions=get("instructions"), item=get("item"), question=get("question").rstrip("\n"),
                    good=get("good").strip(), bad=get("bad").strip(), **extra)
 
@@ -159,6 +189,7 @@ class SelfEvaluator:
     calibrate: bool = True
 
     def __post_init__(self) -> None:
+        self.tokenizer = getattr(self.model, "tokenizer", None)
         options = self.prompt.letters if self.prompt.answer == "letter" else (self.prompt.good, self.prompt.bad)
         self.option_ids = tuple(self._answer_token(option) for option in options)
         if self.option_ids[0] == self.option_ids[1]:
@@ -166,13 +197,32 @@ class SelfEvaluator:
                                  "apart. Use labels (or letters) that differ in their first token.")
         self.context_window = getattr(self.model, "context_window", None)
         self._baseline: tuple[float, float] | None = None
-        instructions = self.model.encode(self.prompt.instructions)
-        if instructions and hasattr(self.model, "pin"):
-            self.model.pin(instructions)
+        fixed = self._fixed_prefix()
+        if fixed and hasattr(self.model, "pin"):
+            self.model.pin(fixed)
+
+    def render(self, exchange: Exchange, good_first: bool) -> str:
+        return self.prompt.render(exchange, good_first, self.tokenizer)
+
+    def _fixed_prefix(self) -> list[int]:
+        """The tokens every evaluation starts with (template header and instructions), to keep encoded: the encoded
+        text before the item, cut to what two different renders still share token for token."""
+        encodings = []
+        for text in ("x", "Yes, z."):
+            probe = Exchange(prompt=text, response=text, history=text, raw=True)
+            encodings.append(self.model.encode(self.render(probe, True)))
+        rendered = self.render(probe, True)
+        before = rendered[: rendered.find(self.prompt.item.format(conversation=text, prompt=text, response=text))]
+        encodings.append(self.model.encode(before))
+        common = 0
+        while all(len(e) > common for e in encodings) and len({e[common] for e in encodings}) == 1:
+            common += 1
+        return encodings[0][:common]
 
     def _answer_token(self, option: str) -> int:
         """The token the model writes to choose ``option`` right after the answer cue."""
-        cue = self.prompt.answer_cue
+        cue = self.prompt.answer_cue if not self.prompt.chat else self.render(
+            Exchange(prompt="N/A", response="N/A", history="", raw=True), True)[-64:]
         if self.prompt.answer == "letter":
             ids = self.model.encode(option)
             joined = self.model.encode(cue + option)
@@ -191,7 +241,7 @@ class SelfEvaluator:
         return joined[len(cue_ids)]
 
     def rows(self, exchange: Exchange) -> list[list[int]]:
-        rows = [self.model.encode(self.prompt.render(exchange, good_first=g)) for g in (True, False)]
+        rows = [self.model.encode(self.render(exchange, good_first=g)) for g in (True, False)]
         longest = max(len(r) for r in rows)
         if self.context_window and longest > self.context_window:
             raise PromptTooLongError(f"The self-evaluation prompt is {longest} tokens, more than the model's context "
@@ -222,6 +272,15 @@ class SelfEvaluator:
         if self.soft:
             return p_first + p_second - 1.0
         return float((p_first > 0.5) + (p_second > 0.5) - 1)
+
+
+def chat_turn(tokenizer: Any, text: str) -> str:
+    """``text`` as the user's turn, ending where the assistant's reply begins: the tokenizer's chat template, or a
+    plain "Human:/Assistant:" exchange when it has none."""
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    return f"\nHuman: {text.strip()}\nAssistant: "
 
 
 def _calibrated(p: float, base: float) -> float:

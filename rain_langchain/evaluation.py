@@ -8,11 +8,11 @@ request) and ``output`` (a response): ``prompt | model`` asks any model the mult
 
 from __future__ import annotations
 
-import re
 from typing import Any, Sequence
 
 from langchain_core.language_models import BaseLanguageModel
-from langchain_core.prompt_values import PromptValue, StringPromptValue
+from langchain_core.messages import HumanMessage
+from langchain_core.prompt_values import ChatPromptValue, PromptValue, StringPromptValue
 from langchain_core.prompts import BasePromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda
 
@@ -78,7 +78,12 @@ class SelfEvaluationPrompt(BasePromptTemplate[str]):
         return self.evaluation.render(exchange_of(kwargs["input"], kwargs["output"]), good_first=self.good_first)
 
     def format_prompt(self, **kwargs: Any) -> PromptValue:
-        return StringPromptValue(text=self.format(**kwargs))
+        """The question as text, or, for ``chat`` prompts, as one human message (a chat model adds its template)."""
+        if not self.evaluation.chat:
+            return StringPromptValue(text=self.format(**kwargs))
+        kwargs = self._merge_partial_and_user_variables(**kwargs)
+        question = self.evaluation.question_text(exchange_of(kwargs["input"], kwargs["output"]), self.good_first)
+        return ChatPromptValue(messages=[HumanMessage(question)])
 
     def swapped(self) -> "SelfEvaluationPrompt":
         """The same question with the options in the other order."""
@@ -87,13 +92,7 @@ class SelfEvaluationPrompt(BasePromptTemplate[str]):
     def parse_answer(self, text: str) -> bool | None:
         """True when a model's answer picks the good option, False for the bad one, None when it picks neither.
         Reads the option letter (``letter`` prompts) or the first label word it finds (``label`` prompts)."""
-        if self.evaluation.answer == "label":
-            good, bad = self.labels
-            words = sorted({good, bad}, key=len, reverse=True)  # "unsafe" before "safe"
-            found = re.search(r"\b(" + "|".join(map(re.escape, words)) + r")\b", text, flags=re.IGNORECASE)
-            return None if found is None else found.group(1).lower() == good.lower()
-        found = re.search(r"\(?\b(" + "|".join(map(re.escape, self.letters)) + r")\b\)?", text.strip())
-        return None if found is None else found.group(1) == self.good_letter
+        return self.evaluation.parse_answer(text, self.good_first)
 
     # ------------------------------------------------------------------------------------------------ judging
     def as_judge(self, model: Any) -> Runnable[Any, dict[str, Any]]:
@@ -115,7 +114,7 @@ class SelfEvaluationPrompt(BasePromptTemplate[str]):
     def _text_verdict(self, model: Runnable, prompt: str, response: str) -> dict[str, Any]:
         answers, votes = [], []
         for template in (self, self.swapped()):
-            answer = model.invoke(template.format(input=prompt, output=response))
+            answer = model.invoke(template.format_prompt(input=prompt, output=response))
             text = answer if isinstance(answer, str) else getattr(answer, "text", str(answer))
             text = text if isinstance(text, str) else text()
             answers.append(text)

@@ -13,10 +13,10 @@ The same judge can score a finished answer:
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any, Callable, Optional, Sequence
 
 from llama_index.core.base.llms.base import BaseLLM
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.evaluation import BaseEvaluator, EvaluationResult
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
@@ -94,25 +94,29 @@ class RainEvaluationPrompt(PromptTemplate):
                **kwargs: Any) -> str:
         """The judge's text for ``query_str`` and ``response``, rendered by rain_core (not by string substitution,
         so braces in a rubric stay as written)."""
+        text = self._evaluation.render(_exchange(*self._values(kwargs)), good_first=self._good_first)
+        return completion_to_prompt(text) if completion_to_prompt is not None else text
+
+    def _values(self, kwargs: dict[str, Any]) -> tuple[str, str]:
         values = self._map_all_vars({**self.kwargs, **kwargs})
         missing = [name for name in ("query_str", "response") if name not in values]
         if missing:
             raise RainError(f"RainEvaluationPrompt.format needs {' and '.join(missing)}.")
-        text = self._evaluation.render(_exchange(str(values["query_str"]), str(values["response"])),
-                                       good_first=self._good_first)
-        return completion_to_prompt(text) if completion_to_prompt is not None else text
+        return str(values["query_str"]), str(values["response"])
+
+    def format_messages(self, llm: Optional[BaseLLM] = None, **kwargs: Any) -> list[ChatMessage]:
+        """The question as chat messages: for ``chat`` prompts one user message (the chat LLM adds its template),
+        else the formatted text."""
+        if not self._evaluation.chat:
+            return super().format_messages(llm=llm, **kwargs)
+        values = self._values(kwargs)
+        question = self._evaluation.question_text(_exchange(values[0], values[1]), self._good_first)
+        return [ChatMessage(role=MessageRole.USER, content=question)]
 
     def parse_answer(self, text: str) -> bool | None:
         """True when a model's answer picks the good option, False for the bad one, None when it picks neither
         (reads the option letter of ``letter`` prompts, the first label word of ``label`` prompts)."""
-        if self._evaluation.answer == "label":
-            good, bad = self.labels
-            words = sorted({good, bad}, key=len, reverse=True)  # "unsafe" before "safe"
-            found = re.search(r"\b(" + "|".join(map(re.escape, words)) + r")\b", text, flags=re.IGNORECASE)
-            return None if found is None else found.group(1).lower() == good.lower()
-        letters = self._evaluation.letters
-        found = re.search(r"\(?\b(" + "|".join(map(re.escape, letters)) + r")\b\)?", text.strip())
-        return None if found is None else found.group(1) == letters[0 if self._good_first else 1]
+        return self._evaluation.parse_answer(text, self._good_first)
 
 
 def _exchange(query: str, response: str) -> Exchange:

@@ -13,7 +13,7 @@ def test_builtin_prompts_render_both_orders():
         prompt = EvaluationPrompt.builtin(name)
         first, second = prompt.render(EX, True), prompt.render(EX, False)
         assert first != second
-        assert first.startswith(prompt.instructions) and "I am fine, thank you." in first
+        assert prompt.instructions in first and "I am fine, thank you." in first
         good, bad = " " + prompt.good, " " + prompt.bad  # the last mention of each option is in the options
         assert first.rfind(good) < first.rfind(bad)
         assert second.rfind(bad) < second.rfind(good)
@@ -25,6 +25,40 @@ def test_harmless_keeps_the_conversation_layout():
     assert text.endswith("Is the assistant's reply safe or unsafe? Answer:")
     letters = EvaluationPrompt.builtin("harmless-letters").render(EX, False)
     assert letters.endswith("(A) harmful\n(B) harmless\nThe answer is: (")
+
+
+def test_chat_prompts_ask_through_the_chat_template(tiny_backend):
+    """The sentiment built-in is asked as a user turn of the model's chat template, judging the response alone."""
+    prompt = EvaluationPrompt.builtin("sentiment")
+    assert prompt.chat and prompt.answer == "label"
+    raw = Exchange(prompt="A dull film,", response=" but the ending is lovely.", history="A dull film,", raw=True)
+    text = prompt.render(raw, True, tiny_backend.tokenizer)
+    question = prompt.question_text(raw, True)
+    assert text == tiny_backend.tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True) + "The sentiment is"
+    assert "Text: but the ending is lovely." in question and "A dull film" not in question  # the response alone
+    assert question.endswith("positive or negative?") and prompt.render(raw, False).count("negative or positive?") == 1
+    assert prompt.render(raw, True).startswith("\nHuman: Read the text")  # no template: a plain exchange
+    assert prompt.render(raw, True).endswith("\nAssistant: The sentiment is")
+    judge = SelfEvaluator(tiny_backend, prompt)
+    assert judge.option_ids == (tiny_backend.encode("The sentiment is positive")[-1],
+                                tiny_backend.encode("The sentiment is negative")[-1])
+    rows = judge.rows(raw)
+    header = judge._fixed_prefix()
+    assert all(row[:len(header)] == header for row in rows) and len(header) > 5  # kept encoded across evaluations
+
+
+def test_item_slots_are_checked():
+    import pytest
+
+    from rain_core import EvaluatorError
+
+    EvaluationPrompt(name="ok", instructions="", item="{response}", question="Good?", good="yes", bad="no")
+    with pytest.raises(EvaluatorError, match="needs a {conversation} slot or a {response} slot"):
+        EvaluationPrompt(name="bad", instructions="", item="{prompt}", question="Good?", good="yes", bad="no")
+    with pytest.raises(EvaluatorError, match="## format must be 'chat' or 'text'"):
+        EvaluationPrompt.parse("## instructions\n## item\n{response}\n## question\nQ\n## good\ny\n## bad\nn\n"
+                               "## format\nhtml\n")
 
 
 def test_hard_vote_and_soft_scores(tiny_backend):

@@ -142,6 +142,16 @@ def test_model_override_must_name_this_model(tiny_chat):
         tiny_chat.invoke("Hello", model="gpt-4o")
 
 
+def test_chat_evaluation_prompt_is_one_human_message():
+    """A ``chat`` judge prompt (the sentiment built-in) reaches a chat model as a human turn, its template added there."""
+    prompt = SelfEvaluationPrompt.sentiment()
+    messages = prompt.format_prompt(input="Review this film", output="A joy from start to finish.").to_messages()
+    assert len(messages) == 1 and isinstance(messages[0], HumanMessage)
+    assert "Text: A joy from start to finish." in messages[0].content
+    assert messages[0].content.endswith("positive or negative?")
+    assert prompt.parse_answer("The sentiment is Negative.") is False
+
+
 def test_self_evaluation_prompt_as_template_and_judge(tiny_chat):
     prompt = SelfEvaluationPrompt.from_principles(["Never insult the user."])
     text = prompt.invoke({"input": "hi", "output": "hello"}).to_string()

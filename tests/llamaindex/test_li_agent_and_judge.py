@@ -75,6 +75,16 @@ def test_evaluation_prompt_is_a_prompt_template(tiny_judge):
     assert '{"a": 1}' in braces.format(query_str="q", response="r")  # rendered by rain_core, braces kept
 
 
+def test_chat_evaluation_prompt_formats_one_user_message():
+    from llama_index.core.base.llms.types import MessageRole
+
+    prompt = RainEvaluationPrompt.sentiment()
+    messages = prompt.format_messages(query_str="Review this film", response="A joy from start to finish.")
+    assert len(messages) == 1 and messages[0].role == MessageRole.USER
+    assert "Text: A joy from start to finish." in messages[0].content
+    assert prompt.swapped().format_messages(query_str="q", response="r")[0].content.endswith("negative or positive?")
+
+
 def test_evaluation_prompt_plugs_into_rain_llm(tiny_backend, tiny_judge):
     llm = RainLLM(tiny_backend, evaluation_prompt=tiny_judge, similarity=False, max_new_tokens=4)
     assert llm.engine.evaluator.prompt == tiny_judge.evaluation  # equal prompts share one engine
