@@ -42,6 +42,34 @@ class RowSpec:
     top_k: int = 0
 
 
+@dataclass(frozen=True)
+class ResponseGuard:
+    """Logits processors applied to every next-token distribution of the response (e.g. a no-repeat n-gram rule).
+
+    start: where the response begins in the ids the backend is given; processors see only the response's tokens,
+    so a rule like "no repeated 3-gram" ignores the prompt (a tool schema or a review prefix may repeat freely).
+    """
+
+    processors: Any  # transformers.LogitsProcessorList
+    start: int
+
+    @classmethod
+    def no_repeat_ngrams(cls, size: int, start: int) -> "ResponseGuard | None":
+        """A guard banning repeated ``size``-grams in the response, or None when ``size`` is 0 (off)."""
+        if size <= 0:
+            return None
+        from transformers import LogitsProcessorList, NoRepeatNGramLogitsProcessor
+
+        return cls(LogitsProcessorList([NoRepeatNGramLogitsProcessor(size)]), start)
+
+    def apply(self, histories: Sequence[Sequence[int]], logits: torch.Tensor) -> torch.Tensor:
+        """Processed ``logits`` (one row per history; every history has the same length)."""
+        responses = torch.tensor([list(h[self.start:]) for h in histories], dtype=torch.long)
+        if responses.shape[1] == 0:
+            return logits
+        return self.processors(responses.to(logits.device), logits.clone())
+
+
 @dataclass
 class Rollout:
     """Tokens one row produced, their joint log-probability under the model, and why the row ended."""
@@ -61,8 +89,9 @@ class LanguageModel(Protocol):
     def encode(self, text: str) -> list[int]: ...
     def decode(self, ids: Sequence[int]) -> str: ...
     def is_eos(self, token: int) -> bool: ...
-    def next_token_logprobs(self, ids: Sequence[int]) -> torch.Tensor: ...
-    def rollouts(self, ids: Sequence[int], rows: Sequence[RowSpec], generator: torch.Generator) -> list[Rollout]: ...
+    def next_token_logprobs(self, ids: Sequence[int], guard: ResponseGuard | None = None) -> torch.Tensor: ...
+    def rollouts(self, ids: Sequence[int], rows: Sequence[RowSpec], generator: torch.Generator,
+                 guard: ResponseGuard | None = None) -> list[Rollout]: ...
     def last_token_logprobs(self, rows: Sequence[Sequence[int]]) -> torch.Tensor: ...
 
 
@@ -176,10 +205,13 @@ class TransformersBackend:
             for key in [k for k in self._store if k not in self._pinned]:
                 del self._store[key]
 
-    def next_token_logprobs(self, ids: Sequence[int]) -> torch.Tensor:
-        """Log-probabilities of the token after ``ids`` (shape [vocab])."""
+    def next_token_logprobs(self, ids: Sequence[int], guard: ResponseGuard | None = None) -> torch.Tensor:
+        """Log-probabilities of the token after ``ids`` (shape [vocab]), after ``guard``'s rules when given."""
         with self.lock:
-            return torch.log_softmax(self._prefix(ids).logits, dim=-1)
+            logits = self._prefix(ids).logits
+            if guard is not None:
+                logits = guard.apply([ids], logits.unsqueeze(0))[0]
+            return torch.log_softmax(logits, dim=-1)
 
     def full_logits(self, ids: Sequence[int]) -> torch.Tensor:
         """Logits at every position of ``ids`` computed from scratch (no cache): the reference for tests."""
@@ -188,8 +220,10 @@ class TransformersBackend:
         return out.logits[0].float()
 
     # ------------------------------------------------------------------------------------------ sampling
-    def rollouts(self, ids: Sequence[int], rows: Sequence[RowSpec], generator: torch.Generator) -> list[Rollout]:
-        """Continue ``ids`` once per row, all rows in one batch; each row ends on EOS, its length, or a clause end."""
+    def rollouts(self, ids: Sequence[int], rows: Sequence[RowSpec], generator: torch.Generator,
+                 guard: ResponseGuard | None = None) -> list[Rollout]:
+        """Continue ``ids`` once per row, all rows in one batch; each row ends on EOS, its length, or a clause end.
+        ``guard`` (e.g. no repeated n-grams) shapes every step's distribution, and so the rows' log-probabilities."""
         with self.lock:
             entry = self._prefix(ids)
             n = len(rows)
@@ -198,6 +232,8 @@ class TransformersBackend:
             logits = entry.logits.unsqueeze(0).expand(n, -1)
             cache = None
             while True:
+                if guard is not None:
+                    logits = guard.apply([list(ids) + results[i].tokens for i in active], logits)
                 logprobs = torch.log_softmax(logits, dim=-1)
                 chosen = self._pick(logprobs, [rows[i] for i in active], generator)
                 still: list[int] = []

@@ -36,6 +36,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--value-threshold", type=float, default=d.value_threshold, help="Vt: value for an early stop (%(default)s)")
     g.add_argument("--c-puct", type=float, default=d.c_puct, help="exploration weight (%(default)s)")
     g.add_argument("--num-candidates", type=int, default=d.num_candidates, help="children per expansion (%(default)s)")
+    g.add_argument("--no-repeat-ngram-size", type=int, default=d.no_repeat_ngram_size,
+                   help="no n-gram of this size twice in the response; 0 is off (%(default)s)")
     g.add_argument("--soft", action="store_true", help="graded self-evaluation scores instead of the hard vote")
     g.add_argument("--no-similarity", action="store_true", help="turn off similarity credit and widening")
 
@@ -44,7 +46,7 @@ def _config_from(args: argparse.Namespace) -> RainConfig:
     return RainConfig(max_new_tokens=args.max_new_tokens, seed=args.seed, stop=tuple(args.stop),
                       max_iterations=args.max_iterations, min_iterations=args.min_iterations,
                       min_visits=args.min_visits, value_threshold=args.value_threshold, c_puct=args.c_puct,
-                      num_candidates=args.num_candidates)
+                      num_candidates=args.num_candidates, no_repeat_ngram_size=args.no_repeat_ngram_size)
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:

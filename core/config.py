@@ -44,6 +44,9 @@ class RainConfig:
         max_new_tokens: committed tokens at most.
         stop: strings that end the response (not included in the returned text).
         seed: makes sampling reproducible; None draws a fresh seed.
+        no_repeat_ngram_size: if > 0, no n-gram of this size occurs twice in the response (transformers'
+            ``NoRepeatNGramLogitsProcessor``, applied to every candidate, simulation and prior). Off (0) in the
+            reference; small models often loop on a phrase ("I'm a cat, I'm a cat, ...") and 3 stops that.
     """
 
     min_visits: int = 6
@@ -63,6 +66,7 @@ class RainConfig:
     max_new_tokens: int = 128
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
+    no_repeat_ngram_size: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -95,6 +99,8 @@ class RainConfig:
         need(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "max_new_tokens", "must be an integer >= 1")
         need(all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty strings")
         need(self.seed is None or isinstance(self.seed, int), "seed", "must be an integer or None")
+        need(isinstance(self.no_repeat_ngram_size, int) and self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size",
+             "must be an integer >= 0 (0 is off)")
 
     def tokens_per_set(self, depth: int) -> int:
         """Length of the token sets of the children of a node at ``depth`` (1, 2, 4, then 10 by default)."""

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from .backend import RowSpec, TransformersBackend
+from .backend import ResponseGuard, RowSpec, TransformersBackend
 from .config import RainConfig
 from .embedder import make_embedder
 from .errors import ConfigError, PromptTooLongError
@@ -146,7 +146,8 @@ class Rain:
             start = time.perf_counter()
             calls0, tokens0 = self.backend.forward_calls, self.backend.tokens_processed
             rows = [RowSpec("full" if sample else "greedy", config.max_new_tokens)] * num_samples
-            rollouts = self.backend.rollouts(ids, rows, self._generator(config.seed))
+            guard = ResponseGuard.no_repeat_ngrams(config.no_repeat_ngram_size, start=len(ids))
+            rollouts = self.backend.rollouts(ids, rows, self._generator(config.seed), guard)
             wall = time.perf_counter() - start
             calls, tokens = self.backend.forward_calls - calls0, self.backend.tokens_processed - tokens0
         results = []

@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from .backend import LanguageModel, RowSpec, Rollout
+from .backend import LanguageModel, ResponseGuard, RowSpec, Rollout
 from .config import RainConfig
 from .embedder import Embedder
 from .evaluator import Evaluator
@@ -39,6 +39,7 @@ class RainSearch:
         self.prompt = prompt
         self.prompt_ids = list(prompt_ids)
         self.generator = generator
+        self.guard = ResponseGuard.no_repeat_ngrams(config.no_repeat_ngram_size, start=len(self.prompt_ids))
         self.on_progress = on_progress
         self.stops = tuple(config.stop) + tuple(prompt.stop_markers)
         self.response: list[int] = []
@@ -152,7 +153,7 @@ class RainSearch:
         else:
             rows = self._candidate_rows(leaf, len(path_tokens)) + [
                 RowSpec("full", self.config.max_simulation_tokens, stop_at_clause=True)]
-            rollouts = self.model.rollouts(leaf_ids, rows, self.generator)
+            rollouts = self.model.rollouts(leaf_ids, rows, self.generator, self.guard)
             simulation = rollouts.pop().tokens
         value = self._evaluate(path_tokens + simulation)
         if not leaf.terminal:
@@ -197,7 +198,7 @@ class RainSearch:
         cfg = self.config
         depth = leaf.depth + 1
         if not rollouts:
-            logprobs = self.model.next_token_logprobs(leaf_ids)
+            logprobs = self.model.next_token_logprobs(leaf_ids, self.guard)
             top = torch.topk(logprobs, min(cfg.widen_max_children, logprobs.shape[-1]))
             ranking = list(zip(top.indices.tolist(), top.values.tolist()))
             children = [self._child(leaf, [tok], math.exp(lp), depth, path_len) for tok, lp in ranking[: cfg.num_candidates]]
@@ -254,7 +255,7 @@ class RainSearch:
             ids = self.prompt_ids + self.response + tokens_to_node
             length = min(cfg.tokens_per_set(node.depth), self._remaining(len(tokens_to_node)))
             for rollout in self.model.rollouts(ids, [RowSpec("top_k", length, top_k=cfg.candidate_top_k)] * 2,
-                                               self.generator):
+                                               self.generator, self.guard):
                 if tuple(rollout.tokens) not in existing:
                     new = self._child(node, rollout.tokens, math.exp(rollout.logprob), node.depth + 1,
                                       len(tokens_to_node))
