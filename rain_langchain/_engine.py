@@ -1,27 +1,20 @@
-"""What `RainLLM` and `ChatRain` share: the fields, the engine they resolve to, and the per-call RAIN config.
+"""What `RainLLM` and `ChatRain` share: LangChain's view of the settings, and running one generation.
 
-No search logic lives here. A LangChain object holds a model spec (or an already loaded engine) and settings; the
-first call turns them into a `rain_core.Rain`, taken from a process-wide cache so that every LangChain object over
-the same loaded model and judge shares one engine (one model in memory, one pinned few-shot block).
+No search logic lives here. The fields, the shared engine and the per-call config come from
+`rain_core.settings.RainSettings` (the LlamaIndex integration uses the same); this module adds LangChain's
+metadata (identifying params, tracing names, per-call model checks) and the sync/async run and stream helpers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import fields as dataclass_fields
-from typing import Any, AsyncIterator, Callable, Iterator
-
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from typing import Any, AsyncIterator, Callable, ClassVar, Iterator
 
 from rain_core import ConfigError, GenerationResult, LoadedModel, Rain, RainConfig, SearchStats, TransformersBackend
 from rain_core.engine import shared_engine as resolve_engine
+from rain_core.settings import RainSettings
 
-#: Per-call option names that mean a RainConfig field.
-ALIASES = {"max_tokens": "max_new_tokens", "Vt": "value_threshold", "T": "max_iterations"}
-#: Keyword arguments LangChain itself passes along to a model; they carry no RAIN option.
-LANGCHAIN_KWARGS = {"ls_structured_output_format", "parallel_tool_calls", "strict"}
-CONFIG_FIELDS = {f.name for f in dataclass_fields(RainConfig)}
 
 def model_label(model: Any) -> str:
     """A model name without loading anything (for tracing metadata)."""
@@ -34,42 +27,17 @@ def model_label(model: Any) -> str:
     return str(model)
 
 
-class RainFields(BaseModel):
-    """Settings common to `RainLLM` and `ChatRain`."""
+class RainFields(RainSettings):
+    """`RainLLM` and `ChatRain`'s settings (`rain_core.settings.RainSettings`) plus LangChain's metadata."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True, protected_namespaces=())
-
-    model: Any = Field(default="smollm2", description="A model spec ('smollm2', the embedded default; a local "
-                       "folder; a .gguf file; a cached HF id) or a loaded engine: a rain_core.Rain, a "
-                       "TransformersBackend or a LoadedModel. Loaded once per process and shared.")
-    evaluation_prompt: Any = Field(default=None, description="The judge: 'harmless' (default), 'sentiment', a "
-                                   "SelfEvaluationPrompt, a rain_core.EvaluationPrompt, a prompt file path, or a "
-                                   "function of (prompt, response) returning a score in [-1, 1].")
-    config: RainConfig | None = Field(default=None, description="Base RAIN hyperparameters (reference defaults).")
-    max_new_tokens: int | None = Field(default=None, alias="max_tokens", description="Committed tokens at most.")
-    max_iterations: int | None = Field(default=None, description="Search budget per commit (T).")
-    min_iterations: int | None = Field(default=None, description="Fresh inner iterations every commit gets.")
-    value_threshold: float | None = Field(default=None, description="Early-stop value threshold (Vt).")
-    num_candidates: int | None = Field(default=None, description="Children made per expansion.")
-    seed: int | None = Field(default=None, description="Makes the search reproducible.")
-    stop: list[str] | None = Field(default=None, description="Strings that end the response (not returned).")
-    soft: bool = Field(default=False, description="Score self-evaluations by probability margin (not hard vote).")
-    similarity: Any = Field(default=True, description="Sentence encoder for similarity credit and widening; "
-                            "False turns both off.")
-    prompt_format: str = Field(default="auto", description="'auto', 'chat', 'plain' or 'raw' (see rain_core).")
-    device: str | None = Field(default=None, description="Where a model spec is loaded ('cpu', 'cuda', ...).")
-    dtype: str | None = Field(default=None, description="Torch dtype of a model spec loaded here.")
-
-    _rain: Rain | None = PrivateAttr(default=None)
-
-    # ------------------------------------------------------------------------------------------------ engine
-    @property
-    def engine(self) -> Rain:
-        """The shared `rain_core.Rain` this object runs on (loaded on first use)."""
-        if self._rain is None:
-            self._rain = resolve_engine(self.model, self.evaluation_prompt, soft=self.soft,
-                                        similarity=self.similarity, device=self.device, dtype=self.dtype)
-        return self._rain
+    #: Keyword arguments LangChain itself passes along to a model; they carry no RAIN option.
+    IGNORED_OPTIONS: ClassVar[frozenset[str]] = frozenset({"ls_structured_output_format", "parallel_tool_calls",
+                                                           "strict"})
+    #: LangChain's standard chat-model arguments that a local RAIN model has no use for.
+    UNUSED_ARGUMENTS: ClassVar[frozenset[str]] = frozenset({"temperature", "timeout", "max_retries", "api_key",
+                                                            "base_url"})
+    UNUSED_ARGUMENTS_WHY: ClassVar[str] = ("the model runs locally (no API key, endpoint, timeout or retries), and "
+                                           "RAIN draws its candidates at temperature 1 as the reference does.")
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -88,23 +56,7 @@ class RainFields(BaseModel):
 
     def call_config(self, stop: list[str] | None, kwargs: dict[str, Any]) -> RainConfig:
         """This call's RAIN config: the base config, then this object's fields, then the call's options."""
-        base = self.config or (self.model.config if isinstance(self.model, Rain) else RainConfig())
-        overrides: dict[str, Any] = {name: getattr(self, name) for name in
-                                     ("max_new_tokens", "max_iterations", "min_iterations", "value_threshold",
-                                      "num_candidates", "seed") if getattr(self, name) is not None}
-        if self.stop:
-            overrides["stop"] = tuple(self.stop)
-        for name, value in kwargs.items():
-            if name in LANGCHAIN_KWARGS:
-                continue
-            name = ALIASES.get(name, name)
-            if name not in CONFIG_FIELDS:
-                raise ConfigError(f"Unknown option {name!r} for a RAIN call. Known options: "
-                                  f"{', '.join(sorted(CONFIG_FIELDS | set(ALIASES)))}.")
-            overrides[name] = tuple(value) if name == "stop" else value
-        if stop is not None:
-            overrides["stop"] = tuple(stop)
-        return base.updated(**overrides)
+        return self.rain_config(kwargs, stop)
 
     def check_model_override(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Drop a per-call ``model`` that names this model; refuse one that names another."""

@@ -1,9 +1,9 @@
 """`RainLLM`: RAIN (rewindable auto-regressive inference) as a LlamaIndex LLM.
 
-The class translates between LlamaIndex types and a `rain_core.Rain`; the search itself lives in rain_core. One
-loaded model serves every `RainLLM` (and every LangChain object) in the process: models come from
-`rain_core.shared_backend`, and engines (model + judge) from a small cache here, so two `RainLLM`s with the same
-judge share one pinned few-shot block.
+The class translates between LlamaIndex types and a `rain_core.Rain`; the search itself lives in rain_core, and the
+settings (fields, shared engine, per-call config) in `rain_core.settings.RainSettings`, which the LangChain classes
+share. One loaded model serves every `RainLLM` (and every LangChain object) in the process, and two objects with
+the same judge share one engine and its pinned few-shot block.
 
 How a request reaches the model (the same in the streaming, non-streaming, sync and async paths):
 
@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import fields as dataclass_fields
-from typing import Any, AsyncIterator, Iterator, Sequence
+from typing import Any, AsyncIterator, ClassVar, Iterator, Sequence
 
 from llama_index.core.base.llms.generic_utils import messages_to_prompt as generic_messages_to_prompt
 from llama_index.core.base.llms.types import (
@@ -36,7 +35,6 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.llms.llm import default_completion_to_prompt
@@ -49,11 +47,8 @@ from rain_core import (
     RainConfig,
 )
 from rain_core.exchange import resolve_format
+from rain_core.settings import RainSettings
 
-#: Per-call option names that mean a RainConfig field.
-ALIASES = {"max_tokens": "max_new_tokens", "num_output": "max_new_tokens", "T": "max_iterations",
-           "Vt": "value_threshold"}
-CONFIG_FIELDS = {f.name for f in dataclass_fields(RainConfig)}
 #: Chat roles LlamaIndex has beyond the ones a chat template knows.
 ROLES = {MessageRole.DEVELOPER: "system", MessageRole.CHATBOT: "assistant", MessageRole.MODEL: "assistant",
          MessageRole.FUNCTION: "tool"}
@@ -61,7 +56,7 @@ ROLES = {MessageRole.DEVELOPER: "system", MessageRole.CHATBOT: "assistant", Mess
 Request = tuple[Any, str]  # (a text or a message list, the prompt format to run it with)
 
 
-class RainLLM(CustomLLM):
+class RainLLM(RainSettings, CustomLLM):
     """A local causal LM that writes under RAIN: it searches over its own continuations, judges them with a
     self-evaluation prompt and rewinds the bad ones before committing text.
 
@@ -75,30 +70,9 @@ class RainLLM(CustomLLM):
         ```
     """
 
-    model: Any = Field(default="smollm2", description="A model spec ('smollm2', the embedded default; a local "
-                       "folder; a .gguf file; a cached HF id) or a loaded engine: a rain_core.Rain, a "
-                       "TransformersBackend or a LoadedModel. Loaded once per process and shared.")
-    evaluation_prompt: Any = Field(default=None, description="The self-evaluation judge: 'harmless' (default), "
-                                   "'sentiment', a RainEvaluationPrompt, a rain_core.EvaluationPrompt, a prompt "
-                                   "file path, or a function of (prompt, response) returning a score in [-1, 1].")
-    config: RainConfig | None = Field(default=None, description="Base RAIN hyperparameters (reference defaults; "
-                                      "those of a passed rain_core.Rain).")
-    max_new_tokens: int | None = Field(default=None, description="Committed tokens at most (num_output).")
-    max_iterations: int | None = Field(default=None, description="Search budget per commit (T).")
-    min_iterations: int | None = Field(default=None, description="Fresh inner iterations every commit gets.")
-    value_threshold: float | None = Field(default=None, description="Early-stop value threshold (Vt).")
-    num_candidates: int | None = Field(default=None, description="Children made per expansion.")
-    seed: int | None = Field(default=None, description="Makes the search reproducible.")
-    stop: list[str] | None = Field(default=None, description="Strings that end the response (not returned).")
-    soft: bool = Field(default=False, description="Score self-evaluations by probability margin (not hard vote).")
-    similarity: Any = Field(default=True, description="Sentence encoder for similarity credit and widening; "
-                            "False turns both off.")
-    prompt_format: str = Field(default="auto", description="'auto' (the chat template when the tokenizer has one, "
-                               "else 'plain'), 'chat', 'plain' (Human:/Assistant:) or 'raw' (continue the text).")
-    device: str | None = Field(default=None, description="Where a model spec is loaded ('cpu', 'cuda', ...).")
-    dtype: str | None = Field(default=None, description="Torch dtype of a model spec loaded here.")
-
-    _rain: Rain | None = PrivateAttr(default=None)
+    #: Per-call option names that mean a RainConfig field (LlamaIndex calls the output budget ``num_output``).
+    ALIASES: ClassVar[dict[str, str]] = {**RainSettings.ALIASES, "num_output": "max_new_tokens"}
+    OWN_OPTIONS: ClassVar[frozenset[str]] = frozenset({"prompt_format"})
 
     def __init__(self, model: Any = "smollm2", **kwargs: Any) -> None:
         super().__init__(model=model, **kwargs)
@@ -111,14 +85,6 @@ class RainLLM(CustomLLM):
         return "RainLLM"
 
     # ------------------------------------------------------------------------------------------------ engine
-    @property
-    def engine(self) -> Rain:
-        """The shared `rain_core.Rain` this LLM runs on (the model is loaded on first use)."""
-        if self._rain is None:
-            self._rain = resolve_engine(self.model, self.evaluation_prompt, soft=self.soft,
-                                        similarity=self.similarity, device=self.device, dtype=self.dtype)
-        return self._rain
-
     @property
     def metadata(self) -> LLMMetadata:
         """From the loaded model: ``context_window`` is the positions a prompt and its response may use (the
@@ -136,20 +102,7 @@ class RainLLM(CustomLLM):
 
     def call_config(self, kwargs: dict[str, Any]) -> RainConfig:
         """One call's RAIN config: the base config, then this object's fields, then the call's options."""
-        base = self.config or (self.model.config if isinstance(self.model, Rain) else RainConfig())
-        overrides = {name: getattr(self, name) for name in ("max_new_tokens", "max_iterations", "min_iterations",
-                                                             "value_threshold", "num_candidates", "seed")
-                     if getattr(self, name) is not None}
-        if self.stop:
-            overrides["stop"] = tuple(self.stop)
-        for name, value in kwargs.items():
-            name = ALIASES.get(name, name)
-            if name not in CONFIG_FIELDS:
-                raise ConfigError(f"Unknown option {name!r} for a RainLLM call. Known options: "
-                                  f"{', '.join(sorted(CONFIG_FIELDS | set(ALIASES) | {'prompt_format'}))}.")
-            if value is not None or name == "seed":
-                overrides[name] = tuple([value] if isinstance(value, str) else value) if name == "stop" else value
-        return base.updated(**overrides)
+        return self.rain_config(kwargs)
 
     def judge(self, query: str, response: str, evaluation_prompt: Any = None) -> float:
         """Score ``response`` to ``query`` in [-1, 1] with this LLM's judge (or ``evaluation_prompt``)."""

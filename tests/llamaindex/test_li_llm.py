@@ -234,3 +234,22 @@ def test_shares_one_engine(tiny_loaded, tiny_backend, tiny_budget, tiny_judge):
 
     chat = ChatRain(model=tiny_loaded, similarity=False, evaluation_prompt=tiny_judge.evaluation)
     assert chat.engine.backend is a.engine.backend  # one model in memory for both frameworks
+
+
+def test_settings_mean_the_same_in_both_frameworks(tiny_backend):
+    """LlamaIndex's RainLLM and LangChain's ChatRain inherit one set of settings (rain_core.settings)."""
+    from rain_langchain import ChatRain
+
+    li = RainLLM(tiny_backend, no_repeat_ngram_size=3, max_tokens=5, max_iterations=3)
+    lc = ChatRain(model=tiny_backend, no_repeat_ngram_size=3, max_new_tokens=5)
+    assert li.call_config({"Vt": 0.5}) == lc.call_config(None, {"Vt": 0.5, "T": 3})
+    assert li.call_config({}).no_repeat_ngram_size == 3 and li.call_config({"num_output": 7}).max_new_tokens == 7
+    with pytest.raises(ConfigError, match="Unknown option 'bogus' for a RainLLM call"):
+        li.call_config({"bogus": 1})
+    with pytest.raises(ConfigError, match="Unknown option 'bogus' for a ChatRain call"):
+        lc.call_config(None, {"bogus": 1})
+    for cls in (RainLLM, ChatRain):  # a misspelt setting is refused (pydantic wraps the ConfigError), not dropped
+        with pytest.raises(ValueError, match=f"{cls.__name__} got unknown argument\\(s\\) 'max_iteration'"):
+            cls(model=tiny_backend, max_iteration=4)
+    with pytest.warns(UserWarning, match="ChatRain ignores api_key, temperature: the model runs locally"):
+        ChatRain(model=tiny_backend, temperature=0.2, api_key="sk-none", timeout=None)
