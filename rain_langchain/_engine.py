@@ -7,13 +7,12 @@ metadata (identifying params, tracing names, per-call model checks) and the sync
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from typing import Any, AsyncIterator, Callable, ClassVar, Iterator
 
 from rain_core import ConfigError, GenerationResult, LoadedModel, Rain, RainConfig, SearchStats, TransformersBackend
 from rain_core.engine import shared_engine as resolve_engine
 from rain_core.settings import RainSettings
+from rain_core.streaming import iterate_in_thread, pieces_then_result
 
 
 def model_label(model: Any) -> str:
@@ -96,51 +95,13 @@ def run(rain: Rain, prompt: Any, config: RainConfig, prompt_format: str,
 
 def stream(rain: Rain, prompt: Any, config: RainConfig, prompt_format: str) -> Iterator[str | GenerationResult]:
     """Committed pieces, then the final `GenerationResult`. Consume it in one thread (it holds the model lock)."""
-    results: list[GenerationResult] = []
-    with rain.lock:
-        pieces = rain.stream(prompt, on_result=results.append, prompt_format=prompt_format, **config.to_dict())
-        try:
-            yield from pieces
-        finally:
-            pieces.close()
-    if results:
-        yield results[0]
+    return pieces_then_result(rain, prompt, config, prompt_format)
 
 
-async def astream(rain: Rain, prompt: Any, config: RainConfig, prompt_format: str) -> AsyncIterator[Any]:
-    """`stream` run entirely in one worker thread, handed to the event loop through a queue: the loop never blocks,
-    and stopping early tells the worker to close the search (and release the model lock) at its next piece."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    cancelled = threading.Event()
-    done = object()
-
-    def work() -> None:
-        try:
-            iterator = stream(rain, prompt, config, prompt_format)
-            try:
-                for item in iterator:
-                    loop.call_soon_threadsafe(queue.put_nowait, item)
-                    if cancelled.is_set():
-                        break
-            finally:
-                iterator.close()
-            loop.call_soon_threadsafe(queue.put_nowait, done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
-
-    worker = loop.run_in_executor(None, work)
-    try:
-        while True:
-            item = await queue.get()
-            if item is done:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        cancelled.set()
-        await asyncio.shield(worker)
+def astream(rain: Rain, prompt: Any, config: RainConfig, prompt_format: str) -> AsyncIterator[Any]:
+    """`stream` run whole in one worker thread: the event loop never blocks, and stopping early closes the search
+    (and releases the model lock) at its next piece."""
+    return iterate_in_thread(lambda: stream(rain, prompt, config, prompt_format))
 
 
 def usage(result: GenerationResult) -> dict[str, int]:

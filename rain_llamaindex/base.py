@@ -20,7 +20,6 @@ How a request reaches the model (the same in the streaming, non-streaming, sync 
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any, AsyncIterator, ClassVar, Iterator, Sequence
 
 from llama_index.core.base.llms.generic_utils import messages_to_prompt as generic_messages_to_prompt
@@ -48,6 +47,7 @@ from rain_core import (
 )
 from rain_core.exchange import resolve_format
 from rain_core.settings import RainSettings
+from rain_core.streaming import iterate_in_thread, pieces_then_result
 
 #: Chat roles LlamaIndex has beyond the ones a chat template knows.
 ROLES = {MessageRole.DEVELOPER: "system", MessageRole.CHATBOT: "assistant", MessageRole.MODEL: "assistant",
@@ -153,45 +153,12 @@ class RainLLM(RainSettings, CustomLLM):
     def _stream(self, request: Request, config: RainConfig) -> Iterator[str | GenerationResult]:
         """Committed pieces, then the final result. It holds the model lock: consume it in one thread."""
         prompt, fmt = request
-        results: list[GenerationResult] = []
-        pieces = self.engine.stream(prompt, on_result=results.append, prompt_format=fmt, **config.to_dict())
-        try:
-            yield from pieces
-        finally:
-            pieces.close()
-        yield from results
+        return pieces_then_result(self.engine, prompt, config, fmt)
 
-    async def _astream(self, request: Request, config: RainConfig) -> AsyncIterator[str | GenerationResult]:
+    def _astream(self, request: Request, config: RainConfig) -> AsyncIterator[str | GenerationResult]:
         """`_stream` run whole in one worker thread and handed over through a queue, so the event loop never
         waits on the model; a consumer that stops early makes the worker close the search at its next piece."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-        cancelled = threading.Event()
-        done = object()
-
-        def work() -> None:
-            try:
-                items = self._stream(request, config)
-                try:
-                    for item in items:
-                        loop.call_soon_threadsafe(queue.put_nowait, item)
-                        if cancelled.is_set():
-                            break
-                finally:
-                    items.close()
-                loop.call_soon_threadsafe(queue.put_nowait, done)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-
-        worker = loop.run_in_executor(None, work)
-        try:
-            while (item := await queue.get()) is not done:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            cancelled.set()
-            await asyncio.shield(worker)
+        return iterate_in_thread(lambda: self._stream(request, config))
 
     # ------------------------------------------------------------------------------------------------ responses
     def _raw(self, result: GenerationResult) -> dict[str, Any]:
