@@ -12,6 +12,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 from rain_core import ConfigError, Rain
 from rain_langchain import RainLLM
 
+from loop_probe import LoopProbe
+
 
 class Tokens(BaseCallbackHandler):
     def __init__(self) -> None:
@@ -67,23 +69,9 @@ async def test_ainvoke_does_not_block_the_event_loop(tiny_backend):
     slow = RainLLM(model=tiny_backend, seed=0, similarity=False, max_new_tokens=48, max_iterations=6,
                    min_iterations=4, num_candidates=4,
                    evaluation_prompt=lambda prompt, response: (time.sleep(0.002), 0.5)[1])
-    ticks = 0
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            await asyncio.sleep(0.005)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    start = time.perf_counter()
-    await slow.ainvoke("The movie was")
-    elapsed = time.perf_counter() - start
-    stop.set()
-    await task
-    assert elapsed > 0.1
-    assert ticks >= elapsed / 0.005 * 0.3  # the loop kept ticking while the search ran
+    async with LoopProbe() as probe:
+        await slow.ainvoke("The movie was")
+    assert probe.elapsed > 0.1 and probe.kept_ticking()  # the loop kept ticking while the search ran
 
 
 async def test_astream_stopped_early_releases_the_model(tiny_llm):

@@ -4,7 +4,6 @@ The weights are random: the tests check plumbing, never content."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -15,6 +14,7 @@ from llama_index.core.prompts import PromptTemplate
 
 from rain_core import ConfigError, Rain, shared_backend
 from rain_llamaindex import RainLLM
+from loop_probe import LoopProbe
 from tiny_model import build_tiny_model
 
 
@@ -193,24 +193,11 @@ async def test_every_public_method_fires_callbacks(tiny_llm):
 async def test_async_does_not_block_the_event_loop(tiny_backend):
     slow = RainLLM(tiny_backend, seed=0, similarity=False, max_new_tokens=24, max_iterations=4, min_iterations=3,
                    num_candidates=3, evaluation_prompt=lambda prompt, response: (time.sleep(0.003), 0.5)[1])
-    ticks = 0
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            await asyncio.sleep(0.005)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    start = time.perf_counter()
-    await slow.achat(MESSAGES)
-    pieces = await _collect(slow.astream_complete(PROMPT))
-    elapsed = time.perf_counter() - start
-    stop.set()
-    await task
-    assert len(pieces) > 1 and elapsed > 0.1
-    assert ticks >= elapsed / 0.005 * 0.3  # the loop kept ticking while the searches ran
+    async with LoopProbe() as probe:
+        await slow.achat(MESSAGES)
+        pieces = await _collect(slow.astream_complete(PROMPT))
+    assert len(pieces) > 1 and probe.elapsed > 0.1
+    assert probe.kept_ticking()  # the loop kept ticking while the searches ran
 
 
 async def test_astream_stopped_early_releases_the_model(tiny_llm):
