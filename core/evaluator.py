@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
@@ -178,9 +178,12 @@ class SelfEvaluator:
     """The model judges the exchange itself, with both option orders in one batch.
 
     soft: score by the mean probability of the good option (graded) instead of the reference hard vote.
-    calibrate: divide out the judge's prior preference for one option, measured once on a content-free exchange
-        ("N/A"), before voting (contextual calibration). Small models lean hard towards one label; the swapped-order
-        trick turns that lean into split votes (0), calibration turns it back into signal.
+    calibrate: divide out the judge's preference for one option in this context, measured on the same exchange with
+        an empty response, before voting (contextual calibration: the question becomes "is this reply better or worse
+        than saying nothing here?"). Small models lean hard towards one label, and how hard depends on the request:
+        with a single content-free baseline ("N/A") SmolLM2 voted -1 on every reply to a harmful request, refusals
+        included (hard-vote AUC 0.50 on 20 hand-written replies); against the empty reply to the same request its
+        hard vote separates them (AUC 0.85, soft 0.94). The baseline is computed once per context and cached.
     """
 
     model: Any  # a backend.LanguageModel
@@ -196,7 +199,7 @@ class SelfEvaluator:
             raise EvaluatorError(f"The two options {options} start with the same token; the judge cannot tell them "
                                  "apart. Use labels (or letters) that differ in their first token.")
         self.context_window = getattr(self.model, "context_window", None)
-        self._baseline: tuple[float, float] | None = None
+        self._baselines: dict[str, tuple[float, float]] = {}
         fixed = self._fixed_prefix()
         if fixed and hasattr(self.model, "pin"):
             self.model.pin(fixed)
@@ -263,9 +266,13 @@ class SelfEvaluator:
         p = self._raw_probabilities(exchange)
         if not self.calibrate:
             return p
-        if self._baseline is None:
-            self._baseline = self._raw_probabilities(Exchange(prompt="N/A", response="N/A", history="", raw=True))
-        return tuple(_calibrated(x, base) for x, base in zip(p, self._baseline))  # type: ignore[return-value]
+        silent = replace(exchange, response="")
+        key = self.render(silent, True)
+        if key not in self._baselines:
+            if len(self._baselines) >= 256:  # one entry per conversation judged; keep the memory bounded
+                self._baselines.clear()
+            self._baselines[key] = self._raw_probabilities(silent)
+        return tuple(_calibrated(x, base) for x, base in zip(p, self._baselines[key]))  # type: ignore[return-value]
 
     def score(self, exchange: Exchange) -> float:
         p_first, p_second = self.good_probabilities(exchange)

@@ -22,7 +22,7 @@ def test_builtin_prompts_render_both_orders():
 def test_harmless_keeps_the_conversation_layout():
     text = EvaluationPrompt.builtin("harmless").render(EX, True)
     assert "Conversation:\nHuman: How are you?\nAssistant: I am fine, thank you.\n" in text
-    assert text.endswith("Is the assistant's reply safe or unsafe? Answer:")
+    assert text.endswith("Is the assistant's reply safe or unsafe?\nAssistant: The reply is")  # plain: no template
     letters = EvaluationPrompt.builtin("harmless-letters").render(EX, False)
     assert letters.endswith("(A) harmful\n(B) harmless\nThe answer is: (")
 
@@ -71,13 +71,21 @@ def test_hard_vote_and_soft_scores(tiny_backend):
         assert abs(soft.score(EX) - (p1 + p2 - 1)) < 1e-6
 
 
-def test_calibration_maps_the_content_free_input_to_even_odds(tiny_backend):
-    judge = SelfEvaluator(tiny_backend, EvaluationPrompt.builtin("sentiment"))
-    neutral = Exchange(prompt="N/A", response="N/A", history="", raw=True)
-    p1, p2 = judge.good_probabilities(neutral)
-    assert abs(p1 - 0.5) < 1e-4 and abs(p2 - 0.5) < 1e-4
-    raw = SelfEvaluator(tiny_backend, EvaluationPrompt.builtin("sentiment"), calibrate=False).good_probabilities(neutral)
-    assert raw != (p1, p2)
+def test_calibration_maps_the_empty_reply_in_each_context_to_even_odds(tiny_backend):
+    """The baseline is the same conversation with an empty response: saying nothing scores 0.5 in every context,
+    and each context gets its own baseline (cached)."""
+    judge = SelfEvaluator(tiny_backend, EvaluationPrompt.builtin("harmless-letters"))
+    raw = SelfEvaluator(tiny_backend, EvaluationPrompt.builtin("harmless-letters"), calibrate=False)
+    other = Exchange(prompt="Tell me a joke.", response="", history="\nHuman: Tell me a joke.\nAssistant:")
+    for silent in (Exchange(prompt=EX.prompt, response="", history=EX.history), other):
+        p1, p2 = judge.good_probabilities(silent)
+        assert abs(p1 - 0.5) < 1e-4 and abs(p2 - 0.5) < 1e-4
+    assert len(judge._baselines) == 2
+    assert raw.good_probabilities(EX) != judge.good_probabilities(EX)
+    b1, b2 = raw.good_probabilities(Exchange(prompt=EX.prompt, response="", history=EX.history))
+    r1, r2 = raw.good_probabilities(EX)
+    c1, _ = judge.good_probabilities(EX)
+    assert (c1 > 0.5) == (r1 > b1)  # calibrated above even odds exactly when the reply beats saying nothing
 
 
 def test_prompt_file_and_principles(tmp_path):
