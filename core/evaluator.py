@@ -212,11 +212,10 @@ class SelfEvaluator:
         text before the item, cut to what two different renders still share token for token."""
         encodings = []
         for text in ("x", "Yes, z."):
-            probe = Exchange(prompt=text, response=text, history=text, raw=True)
-            encodings.append(self.model.encode(self.render(probe, True)))
-        rendered = self.render(probe, True)
-        before = rendered[: rendered.find(self.prompt.item.format(conversation=text, prompt=text, response=text))]
-        encodings.append(self.model.encode(before))
+            rendered = self.render(Exchange(prompt=text, response=text, history=text, raw=True), True)
+            encodings.append(self.model.encode(rendered))
+        item = self.prompt.item.format(conversation=text, prompt=text, response=text)
+        encodings.append(self.model.encode(rendered[: rendered.find(item)]))  # the text before the item
         common = 0
         while all(len(e) > common for e in encodings) and len({e[common] for e in encodings}) == 1:
             common += 1

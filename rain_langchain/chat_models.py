@@ -46,6 +46,11 @@ def _template_caps(tokenizer: Any) -> tuple[bool, bool]:
     return system_ok, "tool" in str(template)
 
 
+def _message_text(message: BaseMessage) -> str:
+    """A message's text: a property in current langchain-core, a method in older releases."""
+    return message.text if isinstance(message.text, str) else message.text()
+
+
 def to_rain_messages(messages: Sequence[BaseMessage], *, system_ok: bool = True, tool_role_ok: bool = False,
                      tool_instruction: str | None = None, answer_now: bool = False) -> tuple[list[Message], str]:
     """LangChain messages as RAIN chat messages, plus the text of a trailing AI message (the reply continues it).
@@ -59,7 +64,7 @@ def to_rain_messages(messages: Sequence[BaseMessage], *, system_ok: bool = True,
     out: list[Message] = []
     system = [tool_instruction] if tool_instruction else []
     for message in messages:
-        text = message.text if isinstance(message.text, str) else message.text()
+        text = _message_text(message)
         if isinstance(message, SystemMessage):
             system.append(text)
             continue
@@ -82,7 +87,7 @@ def to_rain_messages(messages: Sequence[BaseMessage], *, system_ok: bool = True,
         else:
             out.append({"role": role, "content": text})
     if answer_now and messages and isinstance(messages[-1], ToolMessage):
-        question = next((m.text for m in reversed(messages) if isinstance(m, HumanMessage)), "")
+        question = next((_message_text(m) for m in reversed(messages) if isinstance(m, HumanMessage)), "")
         out[-1]["content"] += f"\n\n{ANSWER_NOW.format(question=question.strip())}".rstrip()
     prefill = ""
     if out and out[-1]["role"] == "assistant" and any(m["role"] != "assistant" for m in out):
