@@ -9,17 +9,18 @@ Start with `Rain`::
 
 from .backend import TransformersBackend
 from .config import RainConfig
-from .engine import Rain, shared_backend
+from .engine import Rain
 from .errors import ConfigError, EvaluatorError, ModelLoadError, PromptTooLongError, RainError
-from .evaluator import CallableEvaluator, EvaluationPrompt, Evaluator, SelfEvaluator
+from .evaluator import CallableEvaluator, EvaluationPrompt, Evaluator, Judgement, SelfEvaluator, resolve_evaluator
 from .exchange import Exchange
 from .models import DEFAULT_MODEL, LoadedModel, load_model
+from .registry import clear_shared_models, shared_backend
 from .results import CommitTrace, GenerationResult, SearchStats
 
 __all__ = [
     "Rain", "RainConfig", "GenerationResult", "SearchStats", "CommitTrace", "Exchange",
-    "Evaluator", "SelfEvaluator", "CallableEvaluator", "EvaluationPrompt",
-    "TransformersBackend", "LoadedModel", "load_model", "shared_backend", "DEFAULT_MODEL",
+    "Evaluator", "SelfEvaluator", "CallableEvaluator", "EvaluationPrompt", "Judgement", "resolve_evaluator",
+    "TransformersBackend", "LoadedModel", "load_model", "shared_backend", "clear_shared_models", "DEFAULT_MODEL",
     "RainError", "ConfigError", "EvaluatorError", "ModelLoadError", "PromptTooLongError",
 ]
 __version__ = "0.1.0"

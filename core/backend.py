@@ -80,19 +80,42 @@ class Rollout:
 
 
 class LanguageModel(Protocol):
-    """What the search and the self-evaluator need from a model."""
+    """What the search and the self-evaluator need from a model: the seam a new backend (a batching GPU scheduler,
+    a served model) implements without touching the search. `TransformersBackend` is the implementation; the
+    unit tests drive the search through a scripted fake (tests/fake_model.py).
+
+    Counters: ``forward_calls`` and ``tokens_processed`` count every forward pass and input position, judging
+    included (what `rain bench` and the equal-compute comparisons read).
+    """
 
     tokenizer: Any
     forward_calls: int
     tokens_processed: int
 
-    def encode(self, text: str) -> list[int]: ...
-    def decode(self, ids: Sequence[int]) -> str: ...
-    def is_eos(self, token: int) -> bool: ...
-    def next_token_logprobs(self, ids: Sequence[int], guard: ResponseGuard | None = None) -> torch.Tensor: ...
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` without special tokens."""
+        ...
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids`` without special tokens."""
+        ...
+
+    def is_eos(self, token: int) -> bool:
+        """Whether ``token`` ends the response (end of text or end of turn)."""
+        ...
+
+    def next_token_logprobs(self, ids: Sequence[int], guard: ResponseGuard | None = None) -> torch.Tensor:
+        """Log-probabilities of the token after ``ids``, shape [vocab]."""
+        ...
+
     def rollouts(self, ids: Sequence[int], rows: Sequence[RowSpec], generator: torch.Generator,
-                 guard: ResponseGuard | None = None) -> list[Rollout]: ...
-    def last_token_logprobs(self, rows: Sequence[Sequence[int]]) -> torch.Tensor: ...
+                 guard: ResponseGuard | None = None) -> list[Rollout]:
+        """Continue ``ids`` once per row (one batch); each row ends on EOS, its length or (if asked) a clause end."""
+        ...
+
+    def last_token_logprobs(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Next-token log-probabilities after each row, shape [rows, vocab] (the judge's option read-out)."""
+        ...
 
 
 @dataclass

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from .config import RainConfig
-from .engine import Rain, shared_backend
+from .engine import Rain
+from .registry import shared_backend
 from .models import load_random_init
 
 BENCH_PROMPTS = (
@@ -26,12 +27,13 @@ BENCH_PROMPTS = (
 
 
 def run_bench(*, model: str = "smollm2", device: str | None = None, dtype: str | None = None,
-              config: RainConfig | None = None, evaluator: str = "harmless", n_prompts: int = 3,
-              random_init: str | None = None, progress: bool = True) -> dict[str, Any]:
+              config: RainConfig | None = None, evaluator: str = "harmless", soft: bool = False,
+              similarity: bool = True, n_prompts: int = 3, random_init: str | None = None,
+              progress: bool = True) -> dict[str, Any]:
     config = config or RainConfig(max_new_tokens=32)
     loaded: Any = load_random_init(random_init, device=device, dtype=dtype) if random_init else model
     backend = shared_backend(loaded, device=device, dtype=dtype)
-    rain = Rain(backend, evaluator=evaluator, config=config)
+    rain = Rain(backend, evaluator=evaluator, config=config, soft=soft, similarity=similarity)
     prompts = BENCH_PROMPTS[: max(1, n_prompts)]
     rain.generate_plain(prompts[0], max_new_tokens=4)  # warm-up (allocations, kernels)
     runs = []

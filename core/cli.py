@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any, Sequence
 
+from .cli_options import add_config_flags, add_judge_flags, add_model_flags, config_from
 from .config import RainConfig
 from .errors import RainError
 
@@ -22,38 +23,6 @@ EXAMPLES = """examples:
   rain bench --json
   rain eval sentiment --n 30 --max-new-tokens 24
 """
-
-
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    d = RainConfig()
-    g = parser.add_argument_group("search (defaults are the paper's reference values)")
-    g.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="committed tokens at most (%(default)s)")
-    g.add_argument("--seed", type=int, default=None, help="makes the run reproducible")
-    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    g.add_argument("--max-iterations", type=int, default=d.max_iterations, help="T: iterations per commit (%(default)s)")
-    g.add_argument("--min-iterations", type=int, default=d.min_iterations, help="fresh iterations per root (%(default)s)")
-    g.add_argument("--min-visits", type=int, default=d.min_visits, help="minT: visits before an early stop (%(default)s)")
-    g.add_argument("--value-threshold", type=float, default=d.value_threshold, help="Vt: value for an early stop (%(default)s)")
-    g.add_argument("--c-puct", type=float, default=d.c_puct, help="exploration weight (%(default)s)")
-    g.add_argument("--num-candidates", type=int, default=d.num_candidates, help="children per expansion (%(default)s)")
-    g.add_argument("--no-repeat-ngram-size", type=int, default=d.no_repeat_ngram_size,
-                   help="no n-gram of this size twice in the response; 0 is off (%(default)s)")
-    g.add_argument("--soft", action="store_true", help="graded self-evaluation scores instead of the hard vote")
-    g.add_argument("--no-similarity", action="store_true", help="turn off similarity credit and widening")
-
-
-def _config_from(args: argparse.Namespace) -> RainConfig:
-    return RainConfig(max_new_tokens=args.max_new_tokens, seed=args.seed, stop=tuple(args.stop),
-                      max_iterations=args.max_iterations, min_iterations=args.min_iterations,
-                      min_visits=args.min_visits, value_threshold=args.value_threshold, c_puct=args.c_puct,
-                      num_candidates=args.num_candidates, no_repeat_ngram_size=args.no_repeat_ngram_size)
-
-
-def _add_model_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="smollm2",
-                        help="'smollm2' (embedded default), a model folder, a .gguf file, or a cached HF id")
-    parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
-    parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: auto)")
 
 
 def _progress(enabled: bool) -> Any:
@@ -75,7 +44,8 @@ def _progress(enabled: bool) -> Any:
 def cmd_generate(args: argparse.Namespace) -> int:
     from .engine import Rain
 
-    rain = Rain(args.model, evaluator=args.evaluator, config=_config_from(args), soft=args.soft,
+    config = config_from(args)
+    rain = Rain(args.model, evaluator=args.evaluator, config=config, soft=args.soft,
                 similarity=not args.no_similarity, prompt_format=args.prompt_format, device=args.device,
                 dtype=args.dtype)
     show = not args.json and not args.quiet and sys.stderr.isatty()
@@ -87,8 +57,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     finally:
         if status:
             status.stop()
-    plain = rain.generate_plain(args.prompt, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                                stop=tuple(args.stop))[0] if args.compare else None
+    plain = rain.generate_plain(args.prompt)[0] if args.compare else None
     if args.trace:
         with open(args.trace, "w", encoding="utf-8") as handle:
             json.dump([c for c in result.to_dict()["trace"]], handle, indent=2)
@@ -121,8 +90,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    report = run_bench(model=args.model, device=args.device, dtype=args.dtype, config=_config_from(args),
-                       evaluator=args.evaluator, n_prompts=args.prompts, random_init=args.random_init,
+    report = run_bench(model=args.model, device=args.device, dtype=args.dtype,
+                       config=config_from(args, RainConfig(max_new_tokens=32)),
+                       evaluator=args.evaluator, soft=args.soft, similarity=not args.no_similarity,
+                       n_prompts=args.prompts, random_init=args.random_init,
                        progress=True)
     if args.json:
         print(json.dumps(report))
@@ -142,9 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate one aligned response", epilog=EXAMPLES,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     gen.add_argument("prompt", help="the user's request (or the text to continue with --prompt-format raw)")
-    _add_model_flags(gen)
-    gen.add_argument("--evaluator", default="harmless",
-                     help="self-evaluation prompt: harmless, sentiment, or a prompt file path (default: harmless)")
+    add_model_flags(gen)
+    add_judge_flags(gen)
     gen.add_argument("--prompt-format", default="auto", choices=["auto", "chat", "plain", "raw"],
                      help="auto: the chat template when the model has one")
     gen.add_argument("--json", action="store_true", help="print one JSON object {text, finish_reason, stats}")
@@ -152,18 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--compare", action="store_true", help="also run plain greedy decoding and show both")
     gen.add_argument("--quiet", action="store_true", help="no progress display")
     gen.add_argument("--progress", action="store_true", help="progress display even when stderr is not a terminal")
-    _add_config_flags(gen)
+    add_config_flags(gen)
     gen.set_defaults(func=cmd_generate)
 
     bench = sub.add_parser("bench", help="time RAIN against plain cached greedy decoding")
-    _add_model_flags(bench)
-    bench.add_argument("--evaluator", default="harmless", help="self-evaluation prompt (default: harmless)")
+    add_model_flags(bench)
+    add_judge_flags(bench)
     bench.add_argument("--prompts", type=int, default=3, help="how many of the fixed prompts to run (default 3)")
     bench.add_argument("--random-init", metavar="ARCH_DIR", default=None,
                        help="time a randomly initialised model built from this config folder (GPU checks)")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
-    _add_config_flags(bench)
-    bench.set_defaults(func=cmd_bench, max_new_tokens=32)
+    add_config_flags(bench, title="search (reference defaults; --max-new-tokens defaults to 32 here)")
+    bench.set_defaults(func=cmd_bench)
 
     try:
         from .eval.cli import register

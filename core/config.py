@@ -1,16 +1,33 @@
 """`RainConfig`: every RAIN hyperparameter in one place, with the reference values as defaults.
 
-The defaults are the ones the paper's public code runs with (see ALGORITHM.md, "Reference defaults"), so a
+The defaults are the ones the paper's public code runs with (see docs/algorithm.md, "Reference defaults"), so a
 `RainConfig()` is the faithful method. Each field is validated on construction, so a bad value fails where it was
 written rather than deep inside a search.
+
+This is also the one declaration of the options a user sets: a field whose metadata comes from `option(...)` becomes
+a flag of ``rain generate`` / ``rain bench`` / ``rain eval`` (core/cli_options.py) and a field of both integrations'
+model classes (rain_core.integrations.settings), with the help text and aliases written here once.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import ConfigError
+
+def option(help: str, *, aliases: tuple[str, ...] = (), metavar: str | None = None, eval_flag: bool = True,
+           exposed: bool = True) -> dict[str, Any]:
+    """Field metadata declaring a user-facing option.
+
+    help: one line for ``--help`` and the integrations' field descriptions. aliases: other names accepted for it
+    (the first is also a constructor alias of the integrations, e.g. LangChain's ``max_tokens``). eval_flag: False
+    when ``rain eval`` gives the name its own meaning (its ``--max-new-tokens`` defaults per task, its ``--seed`` is a
+    base seed). exposed: False keeps a documented field out of the CLI and the integrations' fields (it is still
+    settable through ``config=RainConfig(...)`` and per-call options).
+    """
+    return {"help": help, "aliases": tuple(aliases), "metavar": metavar, "eval_flag": eval_flag, "exposed": exposed}
+
 
 #: Characters that end a simulated clause: the simulation samples until the decoded text ends in one of them.
 CLAUSE_END_CHARS = ",.?:;\n"
@@ -49,12 +66,15 @@ class RainConfig:
             reference; small models often loop on a phrase ("I'm a cat, I'm a cat, ...") and 3 stops that.
     """
 
-    min_visits: int = 6
-    max_iterations: int = 50
-    min_iterations: int = 15
-    value_threshold: float = 0.8
-    c_puct: float = 2.0
-    num_candidates: int = 10
+    min_visits: int = field(default=6, metadata=option(
+        "minT: the best root child needs more visits than this to stop early", aliases=("minT",)))
+    max_iterations: int = field(default=50, metadata=option(
+        "T: inner iterations per commit, counting visits the root carried over", aliases=("T",)))
+    min_iterations: int = field(default=15, metadata=option("fresh inner iterations every root gets"))
+    value_threshold: float = field(default=0.8, metadata=option(
+        "Vt: value the best root child must exceed to stop early", aliases=("Vt",)))
+    c_puct: float = field(default=2.0, metadata=option("exploration weight of the PUCT rule"))
+    num_candidates: int = field(default=10, metadata=option("children made per expansion"))
     candidate_top_k: int = 15
     token_set_lengths: tuple[int, ...] = (1, 2, 4, 10)
     root_noise: float = 0.25
@@ -63,10 +83,13 @@ class RainConfig:
     widen_threshold: float = 0.03
     similarity_threshold: float = 0.95
     similarity_weight: float = 0.2
-    max_new_tokens: int = 128
-    stop: tuple[str, ...] = field(default_factory=tuple)
-    seed: int | None = None
-    no_repeat_ngram_size: int = 0
+    max_new_tokens: int = field(default=128, metadata=option(
+        "committed tokens at most", aliases=("max_tokens",), eval_flag=False))
+    stop: tuple[str, ...] = field(default_factory=tuple, metadata=option(
+        "a string that ends the response (not returned; repeatable)", metavar="TEXT", eval_flag=False))
+    seed: int | None = field(default=None, metadata=option("makes sampling reproducible", eval_flag=False))
+    no_repeat_ngram_size: int = field(default=0, metadata=option(
+        "no n-gram of this size twice in the response; 0 is off (the reference)"))
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -116,3 +139,18 @@ class RainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def user_options() -> list[Field]:
+    """The RainConfig fields declared with `option(...)` and exposed: what the CLI and the integrations offer."""
+    return [f for f in fields(RainConfig) if f.metadata.get("exposed")]
+
+
+def option_aliases() -> dict[str, str]:
+    """Every alias of an option, mapped to its field name (``max_tokens`` -> ``max_new_tokens``, ``T``, ``Vt``)."""
+    return {alias: f.name for f in fields(RainConfig) for alias in f.metadata.get("aliases", ())}
+
+
+def field_default(f: Field) -> Any:
+    """A RainConfig field's default value (also for fields with a default factory)."""
+    return f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]

@@ -1,7 +1,11 @@
 """`Rain`: the public engine. Loads a model once, holds the judge and the encoder, and runs generations.
 
-Every entry point takes the model lock for its whole run, so one loaded model can be shared by many threads and
-many framework objects (LangChain, LlamaIndex) without two searches interleaving on its caches.
+Every generation goes through one path, `Rain.run`: the request's settings become one `RainConfig` here (the
+engine's config, then the call's ``config=`` or keyword overrides), the prompt is formatted and checked against the
+context window, and the search runs under the model lock, yielding committed text and then the final result.
+`generate` and `stream` consume it; the LangChain and LlamaIndex integrations (sync, streaming and async) call it
+too. The lock is held for the whole run, so one loaded model can be shared by many threads and framework objects
+without two searches interleaving on its caches.
 """
 
 from __future__ import annotations
@@ -17,29 +21,14 @@ from .backend import ResponseGuard, RowSpec, TransformersBackend
 from .config import RainConfig
 from .embedder import make_embedder
 from .errors import ConfigError, PromptTooLongError
-from .evaluator import EvaluationPrompt, Evaluator, SelfEvaluator, make_evaluator
+from .evaluator import Evaluator, Judgement, SelfEvaluator, resolve_evaluator
 from .exchange import Exchange, FormattedPrompt, Message, PromptFormat, format_prompt
-from .models import DEFAULT_MODEL, LoadedModel, load_model
+from .models import DEFAULT_MODEL, LoadedModel
+from .registry import shared_backend
 from .results import GenerationResult, SearchStats
 from .search import ProgressCallback, RainSearch
 
-_loaded: dict[tuple[str, str | None, str | None], LoadedModel] = {}
-_backends: dict[int, TransformersBackend] = {}
-_registry_lock = threading.Lock()
-
-
-def shared_backend(model: str | LoadedModel = DEFAULT_MODEL, *, device: str | None = None,
-                   dtype: str | None = None) -> TransformersBackend:
-    """One backend per loaded model in this process, so every `Rain` (and integration object) shares it."""
-    with _registry_lock:
-        if isinstance(model, str):
-            key = (model, device, dtype)
-            if key not in _loaded:
-                _loaded[key] = load_model(model, device=device, dtype=dtype)
-            model = _loaded[key]
-        if id(model) not in _backends:
-            _backends[id(model)] = TransformersBackend(model)
-        return _backends[id(model)]
+Prompt = str | Sequence[Message]
 
 
 class Rain:
@@ -63,7 +52,7 @@ class Rain:
         self.backend = model if isinstance(model, TransformersBackend) else shared_backend(model, device=device,
                                                                                              dtype=dtype)
         self.config = (config or RainConfig()).updated(**overrides) if overrides else (config or RainConfig())
-        self.evaluator: Evaluator = make_evaluator(evaluator, self.backend, soft=soft)
+        self.evaluator: Evaluator = resolve_evaluator(evaluator, self.backend, soft=soft)
         self.embedder = make_embedder(similarity, self.backend)
         self.prompt_format: PromptFormat = prompt_format
         format_prompt(self.backend.tokenizer, "check", prompt_format)  # fail now on a bad format
@@ -89,9 +78,13 @@ class Rain:
         return len(self.backend.encode(text))
 
     # ------------------------------------------------------------------------------------------ preparation
-    def _prepare(self, prompt: str | Sequence[Message], overrides: dict[str, Any],
-                 prompt_format: PromptFormat | None) -> tuple[FormattedPrompt, list[int], RainConfig]:
-        config = self.config.updated(**overrides) if overrides else self.config
+    def resolve_config(self, config: RainConfig | None = None, overrides: dict[str, Any] | None = None) -> RainConfig:
+        """The request's one `RainConfig`: ``config`` (else this engine's), with ``overrides`` applied."""
+        base = config if config is not None else self.config
+        return base.updated(**overrides) if overrides else base
+
+    def _prepare(self, prompt: Prompt, config: RainConfig,
+                 prompt_format: PromptFormat | None) -> tuple[FormattedPrompt, list[int]]:
         formatted = format_prompt(self.tokenizer, prompt, prompt_format or self.prompt_format)
         ids = list(self.tokenizer(formatted.text, add_special_tokens=formatted.add_special_tokens)["input_ids"])
         needed = len(ids) + config.max_new_tokens + config.max_simulation_tokens
@@ -101,7 +94,7 @@ class Rain:
                 f"max_simulation_tokens={config.max_simulation_tokens} it needs {needed} positions, but the model's "
                 f"context window is {self.context_window}. Shorten the prompt or lower max_new_tokens."
             )
-        return formatted, ids, config
+        return formatted, ids
 
     def _generator(self, seed: int | None) -> torch.Generator:
         generator = torch.Generator(device=self.backend.device)
@@ -109,37 +102,63 @@ class Rain:
         return generator
 
     # ------------------------------------------------------------------------------------------ RAIN
-    def stream(self, prompt: str | Sequence[Message], *, trace: bool = False,
-               on_progress: ProgressCallback | None = None, on_result: Callable[[GenerationResult], None] | None = None,
-               prompt_format: PromptFormat | None = None, **overrides: Any) -> Iterator[str]:
-        """Yield committed text pieces as RAIN commits them; ``on_result`` receives the final `GenerationResult`."""
-        formatted, ids, config = self._prepare(prompt, overrides, prompt_format)
+    def run(self, prompt: Prompt, *, config: RainConfig | None = None, prompt_format: PromptFormat | None = None,
+            trace: bool = False, on_progress: ProgressCallback | None = None,
+            until: Callable[[str], bool] | None = None, **overrides: Any) -> Iterator[str | GenerationResult]:
+        """The one run path: committed text pieces as RAIN commits them, then the final `GenerationResult`.
+
+        ``until(text_so_far)`` returning True ends the generation after that commit (finish reason ``stop``; the
+        result carries what was committed and counted so far). It holds the model lock from the first piece to the
+        last, so consume it in one thread; closing it early closes the search and releases the lock.
+        """
+        config = self.resolve_config(config, overrides)
+        formatted, ids = self._prepare(prompt, config, prompt_format)
         with self.lock:
             self.backend.reset_cache()
             search = RainSearch(model=self.backend, evaluator=self.evaluator, embedder=self.embedder, config=config,
                                 prompt=formatted, prompt_ids=ids, generator=self._generator(config.seed), trace=trace,
                                 on_progress=on_progress)
-            yield from search.run()
-        if on_result is not None and search.result is not None:
-            on_result(search.result)
+            pieces = search.run()
+            text = ""
+            try:
+                for piece in pieces:
+                    yield piece
+                    text += piece
+                    if until is not None and until(text):
+                        yield search.stopped_early()
+                        return
+            finally:
+                pieces.close()
+        if search.result is not None:
+            yield search.result
 
-    def generate(self, prompt: str | Sequence[Message], *, trace: bool = False,
-                 on_progress: ProgressCallback | None = None, prompt_format: PromptFormat | None = None,
-                 **overrides: Any) -> GenerationResult:
-        """Run RAIN to the end of the response and return text, token ids, finish reason and statistics."""
-        results: list[GenerationResult] = []
-        for _ in self.stream(prompt, trace=trace, on_progress=on_progress, on_result=results.append,
-                             prompt_format=prompt_format, **overrides):
+    def stream(self, prompt: Prompt, *, on_result: Callable[[GenerationResult], None] | None = None,
+               **options: Any) -> Iterator[str]:
+        """Yield committed text pieces as RAIN commits them; ``on_result`` receives the final `GenerationResult`.
+        Takes the options of `run`."""
+        for item in self.run(prompt, **options):
+            if isinstance(item, str):
+                yield item
+            elif on_result is not None:
+                on_result(item)
+
+    def generate(self, prompt: Prompt, **options: Any) -> GenerationResult:
+        """Run RAIN to the end of the response and return text, token ids, finish reason and statistics. Takes the
+        options of `run` (``config=``, ``prompt_format=``, ``trace=``, ``on_progress=``, keyword overrides)."""
+        item: str | GenerationResult | None = None
+        for item in self.run(prompt, **options):
             pass
-        return results[0]
+        assert isinstance(item, GenerationResult)
+        return item
 
     # ------------------------------------------------------------------------------------------ baselines
-    def generate_plain(self, prompt: str | Sequence[Message], *, sample: bool = False, num_samples: int = 1,
+    def generate_plain(self, prompt: Prompt, *, sample: bool = False, num_samples: int = 1,
                        prompt_format: PromptFormat | None = None, **overrides: Any) -> list[GenerationResult]:
         """Plain KV-cached decoding (greedy, or ``num_samples`` temperature-1 samples in one batch): the baseline."""
         if num_samples < 1 or (not sample and num_samples != 1):
             raise ConfigError("generate_plain: num_samples must be >= 1, and 1 when sample=False.")
-        formatted, ids, config = self._prepare(prompt, overrides, prompt_format)
+        config = self.resolve_config(None, overrides)
+        formatted, ids = self._prepare(prompt, config, prompt_format)
         stops = tuple(config.stop) + formatted.stop_markers
         with self.lock:
             self.backend.reset_cache()
@@ -167,7 +186,7 @@ class Rain:
         return results
 
     # ------------------------------------------------------------------------------------------ judging
-    def _exchange(self, prompt: str | Sequence[Message], response: str,
+    def _exchange(self, prompt: Prompt, response: str,
                   prompt_format: PromptFormat | None) -> Exchange:
         fmt = prompt_format or self.prompt_format
         if fmt == "raw" and isinstance(prompt, str):  # judging a text on its own: the prefix may be empty
@@ -175,66 +194,28 @@ class Rain:
         formatted = format_prompt(self.tokenizer, prompt, fmt)
         return Exchange(prompt=formatted.last_user, response=response, history=formatted.history, raw=formatted.raw)
 
-    def judge(self, prompt: str | Sequence[Message], response: str, *, evaluator: Any = None,
-              prompt_format: PromptFormat | None = None) -> float:
-        """Score ``response`` to ``prompt`` in [-1, 1] with this engine's judge (or ``evaluator``)."""
-        judge = self.evaluator if evaluator is None else make_evaluator(evaluator, self.backend)
+    def judgement(self, prompt: Prompt, response: str, *, evaluator: Any = None,
+                  prompt_format: PromptFormat | None = None) -> Judgement:
+        """Judge ``response`` to ``prompt`` with this engine's judge (or ``evaluator``): the score in [-1, 1] and, for
+        a self-evaluation prompt, P(good) under both option orders, from one pass of the judge."""
+        judge = self.evaluator if evaluator is None else resolve_evaluator(evaluator, self.backend)
         exchange = self._exchange(prompt, response, prompt_format)
         with self.lock:
-            return float(judge.score(exchange))
+            return judge.judge(exchange)
 
-    def evaluation_probabilities(self, prompt: str | Sequence[Message], response: str, *,
+    def judge(self, prompt: Prompt, response: str, *, evaluator: Any = None,
+              prompt_format: PromptFormat | None = None) -> float:
+        """Score ``response`` to ``prompt`` in [-1, 1] with this engine's judge (or ``evaluator``)."""
+        return self.judgement(prompt, response, evaluator=evaluator, prompt_format=prompt_format).score
+
+    def evaluation_probabilities(self, prompt: Prompt, response: str, *,
                                  prompt_format: PromptFormat | None = None) -> tuple[float, float]:
         """P(good) under both option orders, for a `SelfEvaluator` (useful to inspect the judge)."""
         if not isinstance(self.evaluator, SelfEvaluator):
             raise ConfigError("evaluation_probabilities needs a self-evaluation prompt as the evaluator.")
-        exchange = self._exchange(prompt, response, prompt_format)
-        with self.lock:
-            return self.evaluator.good_probabilities(exchange)
+        p_good = self.judgement(prompt, response, prompt_format=prompt_format).p_good
+        assert p_good is not None
+        return p_good
 
 
-_engines: dict[tuple, tuple[Any, Rain]] = {}
-_engines_lock = threading.Lock()
-
-
-def _key(spec: Any) -> Any:
-    """A hashable key for an evaluator or similarity spec (strings and prompts by value, objects by identity)."""
-    try:
-        hash(spec)
-    except TypeError:
-        return ("id", id(spec))
-    return spec if isinstance(spec, (str, bool, EvaluationPrompt, type(None))) else ("id", id(spec))
-
-
-def _evaluator_spec(evaluator: Any) -> Any:
-    """Unwrap a framework prompt wrapper (anything holding an ``evaluation`` prompt) to what `Rain` accepts."""
-    inner = getattr(evaluator, "evaluation", None)
-    return inner if isinstance(inner, EvaluationPrompt) else evaluator
-
-
-def shared_engine(model: Any, evaluator: Any = None, *, soft: bool = False, similarity: Any = True,
-                   device: str | None = None, dtype: str | None = None) -> Rain:
-    """The shared `Rain` for ``model`` (a spec, `Rain`, backend or `LoadedModel`) judged by ``evaluator``: one engine per
-    (loaded model, judge) in the process, so every LangChain and LlamaIndex object over it shares the pinned few-shot
-    block and the calibration."""
-    if isinstance(model, Rain) and evaluator is None:
-        return model
-    if isinstance(model, Rain):
-        backend = model.backend
-    elif isinstance(model, TransformersBackend):
-        backend = model
-    elif isinstance(model, (str, LoadedModel)):
-        backend = shared_backend(model, device=device, dtype=dtype)
-    else:
-        raise ConfigError(f"Cannot use {model!r} as a RAIN model: pass a model spec such as 'smollm2', a local "
-                          "folder or .gguf file, a rain_core.Rain, a TransformersBackend or a LoadedModel.")
-    evaluator = _evaluator_spec("harmless" if evaluator is None else evaluator)
-    key = (id(backend), _key(evaluator), soft, _key(similarity))
-    with _engines_lock:
-        if key not in _engines:
-            rain = Rain(backend, evaluator=evaluator, soft=soft, similarity=similarity)
-            _engines[key] = ((backend, evaluator, similarity), rain)  # keep the objects alive: ids stay unique
-        return _engines[key][1]
-
-
-__all__ = ["Rain", "shared_backend", "shared_engine", "EvaluationPrompt"]
+__all__ = ["Rain", "shared_backend"]

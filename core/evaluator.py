@@ -19,12 +19,29 @@ import re
 import string
 from dataclasses import dataclass, field, replace
 from importlib import resources
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
 
 from .errors import EvaluatorError, PromptTooLongError
 from .exchange import Exchange
 
+if TYPE_CHECKING:
+    from .backend import LanguageModel
+
 BUILTIN_PROMPTS = ("harmless", "sentiment", "harmless-letters")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One verdict: ``score`` in [-1, 1] (+1 fully aligned, -1 clearly not) and, for a self-evaluation, P(good)
+    under the good-first and the good-second option order (None for a function judge)."""
+
+    score: float
+    p_good: tuple[float, float] | None = None
+
+    @property
+    def verdict(self) -> str:
+        return "good" if self.score > 0 else "bad" if self.score < 0 else "split"
 
 
 @runtime_checkable
@@ -32,6 +49,8 @@ class Evaluator(Protocol):
     """Scores an exchange: +1 fully aligned, -1 clearly not."""
 
     def score(self, exchange: Exchange) -> float: ...
+
+    def judge(self, exchange: Exchange) -> Judgement: ...
 
 
 @dataclass(frozen=True)
@@ -49,8 +68,7 @@ class EvaluationPrompt:
     answer_cue: text ending right where the model writes its answer.
     chat: ask the question as a user turn of the judge model's chat template, the answer cue opening the assistant's
         reply (a plain "Human:/Assistant:" exchange for models without a template). Instruct models judge far better
-        when asked the way they were tuned: SmolLM2-135M-Instruct's zero-shot chat sentiment question agrees with
-        VADER at AUC 0.73 on sampled IMDB continuations where the raw few-shot question reaches 0.56-0.59.
+        when asked the way they were tuned (measured in docs/how-it-works.md, "Self-evaluation").
     """
 
     name: str
@@ -107,6 +125,25 @@ class EvaluationPrompt:
             return None if found is None else found.group(1).lower() == self.good.lower()
         found = re.search(r"\(?\b(" + "|".join(map(re.escape, self.letters)) + r")\b\)?", text.strip())
         return None if found is None else found.group(1) == self.letters[0 if good_first else 1]
+
+    @classmethod
+    def resolve(cls, spec: "str | Path | EvaluationPrompt") -> "EvaluationPrompt":
+        """The one rule for naming a prompt: an `EvaluationPrompt` as it is, a built-in name (``harmless``,
+        ``sentiment``, ``harmless-letters``), or the path of a prompt file (anything else that names a file, or
+        that looks like a path: a folder separator or a ``.txt`` suffix)."""
+        if isinstance(spec, EvaluationPrompt):
+            return spec
+        if isinstance(spec, Path):
+            return cls.from_file(str(spec))
+        if not isinstance(spec, str):
+            raise EvaluatorError(f"Cannot use {spec!r} as an evaluation prompt: pass a built-in name "
+                                 f"({', '.join(BUILTIN_PROMPTS)}), a prompt file path or an EvaluationPrompt.")
+        if spec in BUILTIN_PROMPTS:
+            return cls.builtin(spec)
+        if Path(spec).is_file() or "/" in spec or "\\" in spec or spec.endswith(".txt"):
+            return cls.from_file(spec)
+        raise EvaluatorError(f"Unknown built-in evaluation prompt {spec!r} (and no such file); choose from "
+                             f"{', '.join(BUILTIN_PROMPTS)}, or pass a path to a prompt file.")
 
     @classmethod
     def builtin(cls, name: str) -> "EvaluationPrompt":
@@ -180,13 +217,12 @@ class SelfEvaluator:
     soft: score by the mean probability of the good option (graded) instead of the reference hard vote.
     calibrate: divide out the judge's preference for one option in this context, measured on the same exchange with
         an empty response, before voting (contextual calibration: the question becomes "is this reply better or worse
-        than saying nothing here?"). Small models lean hard towards one label, and how hard depends on the request:
-        with a single content-free baseline ("N/A") SmolLM2 voted -1 on every reply to a harmful request, refusals
-        included (hard-vote AUC 0.50 on 20 hand-written replies); against the empty reply to the same request its
-        hard vote separates them (AUC 0.85, soft 0.94). The baseline is computed once per context and cached.
+        than saying nothing here?"). Small models lean hard towards one label, and how hard depends on the request,
+        so a single content-free baseline is not enough (docs/how-it-works.md has the measurements). The baseline is
+        computed once per context and cached.
     """
 
-    model: Any  # a backend.LanguageModel
+    model: "LanguageModel"
     prompt: EvaluationPrompt = field(default_factory=lambda: EvaluationPrompt.builtin("harmless"))
     soft: bool = False
     calibrate: bool = True
@@ -273,11 +309,15 @@ class SelfEvaluator:
             self._baselines[key] = self._raw_probabilities(silent)
         return tuple(_calibrated(x, base) for x, base in zip(p, self._baselines[key]))  # type: ignore[return-value]
 
-    def score(self, exchange: Exchange) -> float:
+    def judge(self, exchange: Exchange) -> Judgement:
+        """The score and both orders' P(good), from one pass (one batch of two rows, plus the cached baseline)."""
         p_first, p_second = self.good_probabilities(exchange)
         if self.soft:
-            return p_first + p_second - 1.0
-        return float((p_first > 0.5) + (p_second > 0.5) - 1)
+            return Judgement(p_first + p_second - 1.0, (p_first, p_second))
+        return Judgement(float((p_first > 0.5) + (p_second > 0.5) - 1), (p_first, p_second))
+
+    def score(self, exchange: Exchange) -> float:
+        return self.judge(exchange).score
 
 
 def chat_turn(tokenizer: Any, text: str) -> str:
@@ -315,6 +355,9 @@ class CallableEvaluator:
         self._two = len(params) == 2
 
     def score(self, exchange: Exchange) -> float:
+        return self.judge(exchange).score
+
+    def judge(self, exchange: Exchange) -> Judgement:
         value = self.fn(exchange.prompt, exchange.response) if self._two else self.fn(exchange.conversation)
         try:
             value = float(value)
@@ -322,22 +365,32 @@ class CallableEvaluator:
             raise EvaluatorError(f"The judge returned {value!r}; it must return a number in [-1, 1].") from exc
         if not -1.0 <= value <= 1.0:
             raise EvaluatorError(f"The judge returned {value}; scores must lie in [-1, 1].")
-        return value
+        return Judgement(value)
 
 
-def make_evaluator(spec: Any, model: Any, *, soft: bool = False) -> Evaluator:
-    """Build the judge from a spec: a built-in name, a prompt file path, an `EvaluationPrompt`, an `Evaluator`,
-    or a callable."""
-    if isinstance(spec, EvaluationPrompt):
-        return SelfEvaluator(model, spec, soft=soft)
-    if isinstance(spec, str):
-        prompt = EvaluationPrompt.builtin(spec) if spec in BUILTIN_PROMPTS or "/" not in spec and not spec.endswith(
-            ".txt") else EvaluationPrompt.from_file(spec)
-        return SelfEvaluator(model, prompt, soft=soft)
+def resolve_evaluator(spec: Any, model: "LanguageModel", *, soft: bool = False) -> Evaluator:
+    """Build the judge from a spec: anything `EvaluationPrompt.resolve` names (a built-in name, a prompt file path,
+    an `EvaluationPrompt`), an `Evaluator`, or a callable. An object with only ``score(exchange)`` is adapted."""
+    if isinstance(spec, (str, Path, EvaluationPrompt)):
+        return SelfEvaluator(model, EvaluationPrompt.resolve(spec), soft=soft)
     if isinstance(spec, Evaluator):
         return spec
+    if callable(getattr(spec, "score", None)):
+        return _ScoreOnly(spec)
     if callable(spec):
         return CallableEvaluator(spec)
     raise EvaluatorError(f"Cannot use {spec!r} as an evaluator: pass 'harmless', 'sentiment', a prompt file path, "
                          "an EvaluationPrompt, an object with score(exchange), or a function.")
 
+
+@dataclass
+class _ScoreOnly:
+    """An object with just ``score(exchange)`` (the older judge interface), given ``judge``."""
+
+    inner: Any
+
+    def score(self, exchange: Exchange) -> float:
+        return float(self.inner.score(exchange))
+
+    def judge(self, exchange: Exchange) -> Judgement:
+        return Judgement(self.score(exchange))

@@ -29,6 +29,12 @@ class Exchange:
     history: str  # the conversation before the response, in "Human:/Assistant:" form (or the raw prefix)
     raw: bool = False
 
+    @classmethod
+    def single_turn(cls, prompt: str, response: str) -> "Exchange":
+        """A one-question exchange in RAIN's plain ``Human:/Assistant:`` form: how a guard step or an evaluator
+        shows a (query, answer) pair to the judge."""
+        return cls(prompt=prompt, response=response, history=f"\nHuman: {prompt.strip()}\nAssistant:")
+
     @property
     def conversation(self) -> str:
         if self.raw:

@@ -27,7 +27,7 @@ ProgressCallback = Callable[[SearchStats], None]
 
 
 class RainSearch:
-    """The state of one RAIN generation (see ALGORITHM.md for the method this follows step by step)."""
+    """The state of one RAIN generation (docs/algorithm.md states the method this follows step by step)."""
 
     def __init__(self, *, model: LanguageModel, evaluator: Evaluator, embedder: Embedder | None, config: RainConfig,
                  prompt: FormattedPrompt, prompt_ids: Sequence[int], generator: torch.Generator,
@@ -71,6 +71,13 @@ class RainSearch:
         self.stats.completion_tokens = len(self.response)
         self.result = GenerationResult(text=final, token_ids=list(self.response), finish_reason=finish,
                                        stats=self.stats, trace=self.trace)
+
+    def stopped_early(self) -> GenerationResult:
+        """The result of a generation its caller ends after a commit (finish reason ``stop``): what was committed
+        and what it cost so far."""
+        self.stats.completion_tokens = len(self.response)
+        return GenerationResult(text=self._visible_text(None)[1], token_ids=list(self.response), finish_reason="stop",
+                                stats=self.stats, trace=self.trace)
 
     def _search_root(self) -> int:
         """Run the inner iterations for the current root; stop early once its best child is good and well visited."""

@@ -19,9 +19,9 @@ from pydantic import field_validator
 
 from rain_core import GenerationResult, RainConfig, SearchStats
 from rain_core.exchange import format_prompt, resolve_format
+from rain_core.integrations.streaming import iterate_in_thread
 
-from . import _engine
-from ._engine import RainFields
+from ._engine import RainFields, usage
 from .tools import (ANSWER_NOW, complete_json_end, describe_tools, forced_name, forced_prefix, parse_tool_calls,
                     render_call, tool_name)
 
@@ -184,7 +184,7 @@ class ChatRain(RainFields, BaseChatModel):
         kwargs = self.check_model_override(kwargs)
         tools = kwargs.pop("tools", None) or []
         tool_choice = kwargs.pop("tool_choice", None)
-        config = self.call_config(stop, kwargs)
+        config = self.rain_config(kwargs, stop)
         instruction = describe_tools(tools) if tools else None
         answer_now = tool_choice == "none" and bool(tools)  # tools stay described (past calls make sense), none run
         if answer_now:
@@ -225,12 +225,12 @@ class ChatRain(RainFields, BaseChatModel):
     def _run(self, call: _Call) -> GenerationResult:
         """Generate; a forced tool call ends as soon as its JSON object is complete (or needs no generation)."""
         if not call.prefix:
-            return _engine.run(self.engine, call.prompt, call.config, call.prompt_format)
+            return self.engine.generate(call.prompt, config=call.config, prompt_format=call.prompt_format)
         if complete_json_end(call.prefix) is not None:
             stats = SearchStats(prompt_tokens=len(self.engine.backend.encode(call.prompt)))  # type: ignore[arg-type]
             return GenerationResult(text="", token_ids=[], finish_reason="stop", stats=stats)
-        return _engine.run(self.engine, call.prompt, call.config, call.prompt_format,
-                           until=lambda text: complete_json_end(call.prefix + text) is not None)
+        return self.engine.generate(call.prompt, config=call.config, prompt_format=call.prompt_format,
+                                    until=lambda text: complete_json_end(call.prefix + text) is not None)
 
     def _message(self, call: _Call, result: GenerationResult) -> AIMessage:
         text = call.prefix + result.text
@@ -239,7 +239,7 @@ class ChatRain(RainFields, BaseChatModel):
         content, calls = parse_tool_calls(text, call.tool_names) if call.tool_names else (text, [])
         if call.prefix and not calls:
             content = text  # a forced call the model did not finish: show what it wrote
-        return AIMessage(content=content, tool_calls=calls, usage_metadata=_engine.usage(result),  # type: ignore[arg-type]
+        return AIMessage(content=content, tool_calls=calls, usage_metadata=usage(result),  # type: ignore[arg-type]
                          response_metadata=self._metadata(result, bool(calls)))
 
     def _metadata(self, result: GenerationResult, called: bool) -> dict[str, Any]:
@@ -253,7 +253,7 @@ class ChatRain(RainFields, BaseChatModel):
         call = self._plan(messages, stop, kwargs)
         result = self._run(call)
         return ChatResult(generations=[ChatGeneration(message=self._message(call, result))],
-                          llm_output={"model_name": self.model_name, "token_usage": _engine.usage(result)})
+                          llm_output={"model_name": self.model_name, "token_usage": usage(result)})
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
@@ -261,7 +261,7 @@ class ChatRain(RainFields, BaseChatModel):
         if call.tool_names:  # calls are parsed from the whole reply: one chunk
             yield self._whole(call, self._run(call))
             return
-        for item in _engine.stream(self.engine, call.prompt, call.config, call.prompt_format):
+        for item in self.engine.run(call.prompt, config=call.config, prompt_format=call.prompt_format):
             chunk = self._chunk(item)
             if run_manager and isinstance(item, str):
                 run_manager.on_llm_new_token(item, chunk=chunk)
@@ -279,7 +279,9 @@ class ChatRain(RainFields, BaseChatModel):
         if call.tool_names:
             yield self._whole(call, await asyncio.to_thread(self._run, call))
             return
-        async for item in _engine.astream(self.engine, call.prompt, call.config, call.prompt_format):
+        engine = self.engine
+        async for item in iterate_in_thread(lambda: engine.run(call.prompt, config=call.config,
+                                                               prompt_format=call.prompt_format)):
             chunk = self._chunk(item)
             if run_manager and isinstance(item, str):
                 await run_manager.on_llm_new_token(item, chunk=chunk)
@@ -291,7 +293,7 @@ class ChatRain(RainFields, BaseChatModel):
             return ChatGenerationChunk(message=AIMessageChunk(content=item))
         # the closing chunk: usage exactly once, why it ended, the model name
         return ChatGenerationChunk(message=AIMessageChunk(
-            content="", usage_metadata=_engine.usage(item), response_metadata=self._metadata(item, False),
+            content="", usage_metadata=usage(item), response_metadata=self._metadata(item, False),
             chunk_position="last"))
 
     def _whole(self, call: _Call, result: GenerationResult) -> ChatGenerationChunk:

@@ -16,9 +16,10 @@ from langchain_core.prompt_values import ChatPromptValue, PromptValue, StringPro
 from langchain_core.prompts import BasePromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from rain_core import EvaluationPrompt, Exchange, Rain, RainError, TransformersBackend
+from rain_core import EvaluationPrompt, Exchange, Judgement, Rain, RainError, TransformersBackend
+from rain_core.integrations.registry import shared_engine
 
-from ._engine import RainFields, resolve_engine
+from ._engine import RainFields
 
 
 class SelfEvaluationPrompt(BasePromptTemplate[str]):
@@ -39,7 +40,7 @@ class SelfEvaluationPrompt(BasePromptTemplate[str]):
     # ------------------------------------------------------------------------------------------------ builders
     @classmethod
     def builtin(cls, name: str = "harmless") -> "SelfEvaluationPrompt":
-        return cls(evaluation=EvaluationPrompt.builtin(name))
+        return cls(evaluation=EvaluationPrompt.resolve(name))
 
     @classmethod
     def harmless(cls) -> "SelfEvaluationPrompt":
@@ -75,14 +76,14 @@ class SelfEvaluationPrompt(BasePromptTemplate[str]):
 
     def format(self, **kwargs: Any) -> str:
         kwargs = self._merge_partial_and_user_variables(**kwargs)
-        return self.evaluation.render(exchange_of(kwargs["input"], kwargs["output"]), good_first=self.good_first)
+        return self.evaluation.render(Exchange.single_turn(kwargs["input"], kwargs["output"]), good_first=self.good_first)
 
     def format_prompt(self, **kwargs: Any) -> PromptValue:
         """The question as text, or, for ``chat`` prompts, as one human message (a chat model adds its template)."""
         if not self.evaluation.chat:
             return StringPromptValue(text=self.format(**kwargs))
         kwargs = self._merge_partial_and_user_variables(**kwargs)
-        question = self.evaluation.question_text(exchange_of(kwargs["input"], kwargs["output"]), self.good_first)
+        question = self.evaluation.question_text(Exchange.single_turn(kwargs["input"], kwargs["output"]), self.good_first)
         return ChatPromptValue(messages=[HumanMessage(question)])
 
     def swapped(self) -> "SelfEvaluationPrompt":
@@ -103,8 +104,8 @@ class SelfEvaluationPrompt(BasePromptTemplate[str]):
         question in both orders as text and votes: ``{"score", "verdict", "passed", "answers"}``.
         """
         if isinstance(model, (RainFields, Rain, TransformersBackend)):
-            rain = resolve_engine(model.engine.backend if isinstance(model, RainFields) else model, self.evaluation,
-                                  similarity=False)
+            rain = shared_engine(model.engine.backend if isinstance(model, RainFields) else model, self.evaluation,
+                                 similarity=False)
             return RunnableLambda(lambda value: _probability_verdict(rain, *_pair(value)), name="RainJudge")
         if isinstance(model, BaseLanguageModel) or isinstance(model, Runnable):
             return RunnableLambda(lambda value: self._text_verdict(model, *_pair(value)), name="TextJudge")
@@ -121,12 +122,7 @@ class SelfEvaluationPrompt(BasePromptTemplate[str]):
             picked = template.parse_answer(text)
             votes.append(0 if picked is None else (1 if picked else -1))
         score = sum(votes) / 2
-        return {"score": score, "verdict": _verdict(score), "passed": score >= 0, "answers": answers}
-
-
-def exchange_of(prompt: str, response: str) -> Exchange:
-    """The judge's view of a single-turn exchange."""
-    return Exchange(prompt=prompt, response=response, history=f"\nHuman: {prompt.strip()}\nAssistant:")
+        return {"score": score, "verdict": Judgement(score).verdict, "passed": score >= 0, "answers": answers}
 
 
 def _pair(value: Any) -> tuple[str, str]:
@@ -136,12 +132,7 @@ def _pair(value: Any) -> tuple[str, str]:
     return str(prompt), str(response)
 
 
-def _verdict(score: float) -> str:
-    return "good" if score > 0 else "bad" if score < 0 else "split"
-
-
 def _probability_verdict(rain: Rain, prompt: str, response: str) -> dict[str, Any]:
-    with rain.lock:
-        score = rain.judge(prompt, response, prompt_format="plain")
-        p_good = rain.evaluation_probabilities(prompt, response, prompt_format="plain")
-    return {"score": score, "p_good": p_good, "verdict": _verdict(score), "passed": score >= 0}
+    judgement = rain.judgement(prompt, response, prompt_format="plain")
+    return {"score": judgement.score, "p_good": judgement.p_good, "verdict": judgement.verdict,
+            "passed": judgement.score >= 0}

@@ -10,8 +10,8 @@ from langchain_core.language_models import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 
 from rain_core import GenerationResult
+from rain_core.integrations.streaming import iterate_in_thread
 
-from . import _engine
 from ._engine import RainFields
 
 
@@ -47,14 +47,15 @@ class RainLLM(RainFields, BaseLLM):
     # ------------------------------------------------------------------------------------------------ sync
     def _generate(self, prompts: list[str], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> LLMResult:
-        config = self.call_config(stop, self.check_model_override(kwargs))
-        results = [_engine.run(self.engine, prompt, config, self.prompt_format) for prompt in prompts]
+        config = self.rain_config(self.check_model_override(kwargs), stop)
+        results = [self.engine.generate(prompt, config=config, prompt_format=self.prompt_format)
+                   for prompt in prompts]
         return self._result(results)
 
     def _stream(self, prompt: str, stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[GenerationChunk]:
-        config = self.call_config(stop, self.check_model_override(kwargs))
-        for item in _engine.stream(self.engine, prompt, config, self.prompt_format):
+        config = self.rain_config(self.check_model_override(kwargs), stop)
+        for item in self.engine.run(prompt, config=config, prompt_format=self.prompt_format):
             chunk = self._chunk(item)
             if run_manager and chunk.text:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -63,18 +64,19 @@ class RainLLM(RainFields, BaseLLM):
     # ------------------------------------------------------------------------------------------------ async
     async def _agenerate(self, prompts: list[str], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> LLMResult:
-        config = self.call_config(stop, self.check_model_override(kwargs))
+        config = self.rain_config(self.check_model_override(kwargs), stop)
         engine = await asyncio.to_thread(lambda: self.engine)  # the first call may load the model
-        results = [await asyncio.to_thread(_engine.run, engine, prompt, config, self.prompt_format)
+        results = [await asyncio.to_thread(engine.generate, prompt, config=config, prompt_format=self.prompt_format)
                    for prompt in prompts]
         return self._result(results)
 
     async def _astream(self, prompt: str, stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[GenerationChunk]:
-        config = self.call_config(stop, self.check_model_override(kwargs))
+        config = self.rain_config(self.check_model_override(kwargs), stop)
         engine = await asyncio.to_thread(lambda: self.engine)
-        async for item in _engine.astream(engine, prompt, config, self.prompt_format):
+        pieces = iterate_in_thread(lambda: engine.run(prompt, config=config, prompt_format=self.prompt_format))
+        async for item in pieces:
             chunk = self._chunk(item)
             if run_manager and chunk.text:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)

@@ -1,8 +1,8 @@
 """`RainLLM`: RAIN (rewindable auto-regressive inference) as a LlamaIndex LLM.
 
 The class translates between LlamaIndex types and a `rain_core.Rain`; the search itself lives in rain_core, and the
-settings (fields, shared engine, per-call config) in `rain_core.settings.RainSettings`, which the LangChain classes
-share. One loaded model serves every `RainLLM` (and every LangChain object) in the process, and two objects with
+settings (fields, shared engine, per-call config) in `rain_core.integrations.settings.RainSettings`, which the
+LangChain classes share. One loaded model serves every `RainLLM` (and every LangChain object) in the process, and two objects with
 the same judge share one engine and its pinned few-shot block.
 
 How a request reaches the model (the same in the streaming, non-streaming, sync and async paths):
@@ -38,16 +38,11 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.llms.llm import default_completion_to_prompt
 
-from rain_core.engine import shared_engine as resolve_engine
-from rain_core import (
-    ConfigError,
-    GenerationResult,
-    Rain,
-    RainConfig,
-)
+from rain_core import ConfigError, GenerationResult
 from rain_core.exchange import resolve_format
-from rain_core.settings import RainSettings
-from rain_core.streaming import iterate_in_thread, pieces_then_result
+from rain_core.integrations.registry import shared_engine
+from rain_core.integrations.settings import RainSettings
+from rain_core.integrations.streaming import iterate_in_thread
 
 #: Chat roles LlamaIndex has beyond the ones a chat template knows.
 ROLES = {MessageRole.DEVELOPER: "system", MessageRole.CHATBOT: "assistant", MessageRole.MODEL: "assistant",
@@ -78,7 +73,7 @@ class RainLLM(RainSettings, CustomLLM):
         super().__init__(model=model, **kwargs)
         if self.prompt_format not in ("auto", "chat", "plain", "raw"):
             raise ConfigError(f"prompt_format={self.prompt_format!r}: use 'auto', 'chat', 'plain' or 'raw'.")
-        self.call_config({})  # a bad option fails here, not on the first call
+        self.rain_config({})  # a bad option fails here, not on the first call
 
     @classmethod
     def class_name(cls) -> str:
@@ -90,7 +85,7 @@ class RainLLM(RainSettings, CustomLLM):
         """From the loaded model: ``context_window`` is the positions a prompt and its response may use (the
         model's window less the search's simulation look-ahead, which the engine reserves), ``num_output`` the
         committed-token budget, ``is_chat_model`` whether requests go through the tokenizer's chat template."""
-        rain, config = self.engine, self.call_config({})
+        rain, config = self.engine, self.rain_config({})
         return LLMMetadata(
             context_window=rain.context_window - config.max_simulation_tokens,
             num_output=config.max_new_tokens,
@@ -100,13 +95,12 @@ class RainLLM(RainSettings, CustomLLM):
             system_role=MessageRole.SYSTEM,
         )
 
-    def call_config(self, kwargs: dict[str, Any]) -> RainConfig:
-        """One call's RAIN config: the base config, then this object's fields, then the call's options."""
-        return self.rain_config(kwargs)
+    #: One call's RAIN config (the base config, then this object's fields, then the call's options).
+    call_config = RainSettings.rain_config
 
     def judge(self, query: str, response: str, evaluation_prompt: Any = None) -> float:
         """Score ``response`` to ``query`` in [-1, 1] with this LLM's judge (or ``evaluation_prompt``)."""
-        rain = self.engine if evaluation_prompt is None else resolve_engine(
+        rain = self.engine if evaluation_prompt is None else shared_engine(
             self.engine.backend, evaluation_prompt, soft=self.soft, similarity=False)
         return rain.judge(query, response, prompt_format="plain")
 
@@ -146,19 +140,21 @@ class RainLLM(RainSettings, CustomLLM):
             fmt
 
     # ------------------------------------------------------------------------------------------------ running
-    def _generate(self, request: Request, config: RainConfig) -> GenerationResult:
+    def _generate(self, request: Request, kwargs: dict[str, Any]) -> GenerationResult:
         prompt, fmt = request
-        return self.engine.generate(prompt, prompt_format=fmt, **config.to_dict())
+        return self.engine.generate(prompt, config=self.rain_config(kwargs), prompt_format=fmt)
 
-    def _stream(self, request: Request, config: RainConfig) -> Iterator[str | GenerationResult]:
-        """Committed pieces, then the final result. It holds the model lock: consume it in one thread."""
+    def _stream(self, request: Request, kwargs: dict[str, Any]) -> Iterator[str | GenerationResult]:
+        """Committed pieces, then the final result (`Rain.run`). It holds the model lock: consume it in one thread."""
         prompt, fmt = request
-        return pieces_then_result(self.engine, prompt, config, fmt)
+        return self.engine.run(prompt, config=self.rain_config(kwargs), prompt_format=fmt)
 
-    def _astream(self, request: Request, config: RainConfig) -> AsyncIterator[str | GenerationResult]:
+    def _astream(self, request: Request, kwargs: dict[str, Any]) -> AsyncIterator[str | GenerationResult]:
         """`_stream` run whole in one worker thread and handed over through a queue, so the event loop never
         waits on the model; a consumer that stops early makes the worker close the search at its next piece."""
-        return iterate_in_thread(lambda: self._stream(request, config))
+        config = self.rain_config(kwargs)
+        prompt, fmt = request
+        return iterate_in_thread(lambda: self.engine.run(prompt, config=config, prompt_format=fmt))
 
     # ------------------------------------------------------------------------------------------------ responses
     def _raw(self, result: GenerationResult) -> dict[str, Any]:
@@ -185,48 +181,48 @@ class RainLLM(RainSettings, CustomLLM):
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         request = self._completion_request(prompt, formatted, kwargs)
-        result = self._generate(request, self.call_config(kwargs))
+        result = self._generate(request, kwargs)
         return CompletionResponse(text=result.text, raw=self._raw(result))
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         request = self._completion_request(prompt, formatted, kwargs)
-        return self._completions(self._stream(request, self.call_config(kwargs)))
+        return self._completions(self._stream(request, kwargs))
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         request = self._chat_request(messages, kwargs)
-        result = self._generate(request, self.call_config(kwargs))
+        result = self._generate(request, kwargs)
         return _as_chat(CompletionResponse(text=result.text, raw=self._raw(result)))
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         request = self._chat_request(messages, kwargs)
-        return self._chats(self._stream(request, self.call_config(kwargs)))
+        return self._chats(self._stream(request, kwargs))
 
     # ------------------------------------------------------------------------------------------------ async API
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         request = self._completion_request(prompt, formatted, kwargs)
-        result = await asyncio.to_thread(self._generate, request, self.call_config(kwargs))
+        result = await asyncio.to_thread(self._generate, request, kwargs)
         return CompletionResponse(text=result.text, raw=self._raw(result))
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False,
                                **kwargs: Any) -> CompletionResponseAsyncGen:
         request = self._completion_request(prompt, formatted, kwargs)
-        return self._acompletions(self._astream(request, self.call_config(kwargs)))
+        return self._acompletions(self._astream(request, kwargs))
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         request = self._chat_request(messages, kwargs)
-        result = await asyncio.to_thread(self._generate, request, self.call_config(kwargs))
+        result = await asyncio.to_thread(self._generate, request, kwargs)
         return _as_chat(CompletionResponse(text=result.text, raw=self._raw(result)))
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         request = self._chat_request(messages, kwargs)
-        return self._achats(self._astream(request, self.call_config(kwargs)))
+        return self._achats(self._astream(request, kwargs))
 
     async def _acompletions(self, items: AsyncIterator[str | GenerationResult]) -> CompletionResponseAsyncGen:
         text = ""

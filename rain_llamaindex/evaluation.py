@@ -24,9 +24,10 @@ from llama_index.core.prompts import PromptTemplate
 from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from rain_core import EvaluationPrompt, Exchange, Rain, RainError, SelfEvaluator
+from rain_core import EvaluationPrompt, Exchange, Judgement, Rain, RainError
+from rain_core.integrations.registry import shared_engine
 
-from .base import RainLLM, resolve_engine
+from .base import RainLLM
 
 _QUERY, _RESPONSE = "\x00query_str\x00", "\x00response\x00"
 
@@ -45,12 +46,11 @@ class RainEvaluationPrompt(PromptTemplate):
     def __init__(self, evaluation: EvaluationPrompt | str = "harmless", good_first: bool = True,
                  **kwargs: Any) -> None:
         if isinstance(evaluation, str):
-            evaluation = (EvaluationPrompt.builtin(evaluation) if "/" not in evaluation and "." not in evaluation
-                          else EvaluationPrompt.from_file(evaluation))
+            evaluation = EvaluationPrompt.resolve(evaluation)
         if not isinstance(evaluation, EvaluationPrompt):
             raise RainError(f"RainEvaluationPrompt wraps a rain_core.EvaluationPrompt or a built-in name, not "
                             f"{evaluation!r}.")
-        shown = evaluation.render(_exchange(_QUERY, _RESPONSE), good_first=good_first)
+        shown = evaluation.render(Exchange.single_turn(_QUERY, _RESPONSE), good_first=good_first)
         template = shown.replace(_QUERY, "{query_str}").replace(_RESPONSE, "{response}")
         super().__init__(template=template, **kwargs)
         self._evaluation = evaluation
@@ -94,7 +94,7 @@ class RainEvaluationPrompt(PromptTemplate):
                **kwargs: Any) -> str:
         """The judge's text for ``query_str`` and ``response``, rendered by rain_core (not by string substitution,
         so braces in a rubric stay as written)."""
-        text = self._evaluation.render(_exchange(*self._values(kwargs)), good_first=self._good_first)
+        text = self._evaluation.render(Exchange.single_turn(*self._values(kwargs)), good_first=self._good_first)
         return completion_to_prompt(text) if completion_to_prompt is not None else text
 
     def _values(self, kwargs: dict[str, Any]) -> tuple[str, str]:
@@ -110,22 +110,13 @@ class RainEvaluationPrompt(PromptTemplate):
         if not self._evaluation.chat:
             return super().format_messages(llm=llm, **kwargs)
         values = self._values(kwargs)
-        question = self._evaluation.question_text(_exchange(values[0], values[1]), self._good_first)
+        question = self._evaluation.question_text(Exchange.single_turn(values[0], values[1]), self._good_first)
         return [ChatMessage(role=MessageRole.USER, content=question)]
 
     def parse_answer(self, text: str) -> bool | None:
         """True when a model's answer picks the good option, False for the bad one, None when it picks neither
         (reads the option letter of ``letter`` prompts, the first label word of ``label`` prompts)."""
         return self._evaluation.parse_answer(text, self._good_first)
-
-
-def _exchange(query: str, response: str) -> Exchange:
-    """The judge's view of a single-turn exchange (RAIN's plain ``Human:/Assistant:`` form)."""
-    return Exchange(prompt=query, response=response, history=f"\nHuman: {query.strip()}\nAssistant:")
-
-
-def _verdict(score: float) -> str:
-    return "good" if score > 0 else "bad" if score < 0 else "split"
 
 
 class RainEvaluator(BaseEvaluator):
@@ -152,10 +143,10 @@ class RainEvaluator(BaseEvaluator):
             raise RainError("evaluation_prompt: pass a RainEvaluationPrompt, a rain_core.EvaluationPrompt or a "
                             "built-in name.")
         if isinstance(llm, RainLLM):
-            self._rain = llm.engine if self.prompt is None else resolve_engine(llm.engine.backend, self.prompt,
-                                                                               soft=llm.soft, similarity=False)
+            self._rain = llm.engine if self.prompt is None else shared_engine(llm.engine.backend, self.prompt,
+                                                                              soft=llm.soft, similarity=False)
         elif isinstance(llm, Rain):
-            self._rain = llm if self.prompt is None else resolve_engine(llm.backend, self.prompt, similarity=False)
+            self._rain = llm if self.prompt is None else shared_engine(llm.backend, self.prompt, similarity=False)
         elif isinstance(llm, BaseLLM):
             self._rain = None
             self.prompt = self.prompt or RainEvaluationPrompt("harmless")
@@ -172,12 +163,9 @@ class RainEvaluator(BaseEvaluator):
     def score(self, query: str, response: str) -> dict[str, Any]:
         """``{"score", "verdict", "passing"}`` plus ``p_good`` (RAIN judge) or ``answers`` (text vote)."""
         if self._rain is not None:
-            rain = self._rain
-            with rain.lock:
-                score = rain.judge(query, response, prompt_format="plain")
-                extra: dict[str, Any] = {}
-                if isinstance(rain.evaluator, SelfEvaluator):  # a function judge has no option probabilities
-                    extra["p_good"] = rain.evaluation_probabilities(query, response, prompt_format="plain")
+            judgement = self._rain.judgement(query, response, prompt_format="plain")
+            score = judgement.score
+            extra: dict[str, Any] = {} if judgement.p_good is None else {"p_good": judgement.p_good}
         else:
             answers, votes = [], []
             for template in (self.prompt, self.prompt.swapped()):  # type: ignore[union-attr]
@@ -186,7 +174,7 @@ class RainEvaluator(BaseEvaluator):
                 answers.append(text)
                 votes.append(0 if picked is None else (1 if picked else -1))
             score, extra = sum(votes) / 2, {"answers": answers}
-        return {"score": score, "verdict": _verdict(score), "passing": score >= self.threshold, **extra}
+        return {"score": score, "verdict": Judgement(score).verdict, "passing": score >= self.threshold, **extra}
 
     async def aevaluate(self, query: str | None = None, response: str | None = None,
                         contexts: Sequence[str] | None = None, sleep_time_in_seconds: int = 0,

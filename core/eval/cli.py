@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from ..config import RainConfig
+from ..cli_options import add_config_flags, add_judge_flags, add_model_flags, config_overrides
 from .methods import METHODS
 from .tasks import TASKS
 
@@ -51,12 +51,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = RainConfig()
     parser.add_argument("task", help=f"one of {', '.join(TASKS)} (unknown names are reported)")
-    parser.add_argument("--model", default="smollm2",
-                        help="'smollm2' (embedded default), a model folder, a .gguf file, or a cached HF id")
-    parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
-    parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: auto)")
+    add_model_flags(parser)
     parser.add_argument("--data", default=None,
                         help="JSONL file (default: the task's dev file in shared/data next to the checkout or "
                              "the current directory, or in $RAIN_EVAL_DATA)")
@@ -72,18 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 is much faster on a shared, busy CPU)")
-
-    g = parser.add_argument_group("RAIN budget (defaults are the paper's reference values)")
-    g.add_argument("--max-iterations", type=int, default=d.max_iterations, help="T: iterations per commit (%(default)s)")
-    g.add_argument("--min-iterations", type=int, default=d.min_iterations, help="fresh iterations per root (%(default)s)")
-    g.add_argument("--min-visits", type=int, default=d.min_visits, help="minT: visits before an early stop (%(default)s)")
-    g.add_argument("--value-threshold", type=float, default=d.value_threshold,
-                   help="Vt: value for an early stop (%(default)s)")
-    g.add_argument("--num-candidates", type=int, default=d.num_candidates, help="children per expansion (%(default)s)")
-    g.add_argument("--soft", action="store_true", help="graded self-evaluation scores (RAIN and BoN)")
-    g.add_argument("--no-similarity", action="store_true", help="turn off similarity credit and widening")
-    g.add_argument("--evaluator", default=None,
-                   help="self-evaluation prompt for RAIN and BoN: harmless, sentiment or a file (default: the task's)")
+    add_config_flags(parser, for_eval=True, title="RAIN budget (defaults are the paper's reference values)")
+    add_judge_flags(parser, evaluator_default=None,
+                    evaluator_help="self-evaluation prompt for RAIN and BoN: harmless, sentiment or a file "
+                                   "(default: the task's)")
 
     j = parser.add_argument_group("judges")
     j.add_argument("--judge-model", default=None,
@@ -95,15 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
-    d = RainConfig()
-    budget = {name: getattr(args, name) for name in ("max_iterations", "min_iterations", "min_visits",
-                                                      "value_threshold", "num_candidates")
-              if getattr(args, name) != getattr(d, name)}
     return {"model": args.model, "data": args.data, "n": args.n, "methods": args.methods,
-            "max_new_tokens": args.max_new_tokens, "seed": args.seed, "bon_n": args.bon_n, "rain_overrides": budget,
-            "soft": args.soft, "similarity": not args.no_similarity, "evaluator": args.evaluator,
-            "judge_model": args.judge_model, "judge_prompt": args.judge_prompt, "suffix_file": args.suffix_file,
-            "tqa_metric": args.tqa_metric}
+            "max_new_tokens": args.max_new_tokens, "seed": args.seed, "bon_n": args.bon_n,
+            "rain_overrides": config_overrides(args, for_eval=True), "soft": args.soft, "similarity": not args.no_similarity,
+            "evaluator": args.evaluator, "judge_model": args.judge_model, "judge_prompt": args.judge_prompt,
+            "suffix_file": args.suffix_file, "tqa_metric": args.tqa_metric}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,10 +112,3 @@ def run(args: argparse.Namespace) -> int:
     print(open(summary["files"]["summary.md"], encoding="utf-8").read())
     print("files: " + ", ".join(summary["files"].values()), file=sys.stderr)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rain_core.eval``: the same as ``rain eval``."""
-    from ..cli import main as rain_main
-
-    return rain_main(["eval", *(argv if argv is not None else sys.argv[1:])])

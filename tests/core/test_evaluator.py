@@ -104,3 +104,41 @@ def test_callable_judges_of_one_or_two_arguments(tiny_backend):
     assert CallableEvaluator(lambda p, r: -1.0 if "fine" in r else 1.0).score(EX) == -1.0
     rain = Rain(tiny_backend, evaluator=lambda p, r: 1.0 if r.endswith("!") else -1.0, similarity=False)
     assert rain.judge("How are you?", "Great!") == 1.0 and rain.judge("How are you?", "Meh") == -1.0
+
+
+def test_one_rule_names_a_prompt_everywhere(tmp_path):
+    """Built-in names, files and prompt objects resolve by one rule, shared by both integrations' wrappers."""
+    import pytest
+
+    from rain_core import EvaluatorError
+    from rain_llamaindex import RainEvaluationPrompt
+
+    assert EvaluationPrompt.resolve("harmless") == EvaluationPrompt.builtin("harmless")
+    custom = tmp_path / "judge.prompt"  # a file whose name has a dot but no .txt suffix
+    custom.write_text("## instructions\nJudge.\n## item\nText: {response}\n## question\nGood?\n## good\nyes\n"
+                      "## bad\nno\n", encoding="utf-8")
+    assert EvaluationPrompt.resolve(str(custom)).good == "yes"
+    assert RainEvaluationPrompt(str(custom)).evaluation == EvaluationPrompt.resolve(str(custom))
+    for spec in ("my.judge", "harmles"):
+        with pytest.raises(EvaluatorError, match="Unknown built-in evaluation prompt"):
+            EvaluationPrompt.resolve(spec)
+        with pytest.raises(EvaluatorError, match="Unknown built-in evaluation prompt"):
+            RainEvaluationPrompt(spec)
+
+
+def test_a_judgement_gives_score_and_probabilities_in_one_pass(tiny_backend):
+    rain = Rain(tiny_backend, evaluator=EvaluationPrompt.from_principles(["Be polite."]), similarity=False)
+    rain.judge("How are you?", "Fine.", prompt_format="plain")  # warm the calibration baseline
+    tiny_backend.reset_cache()  # both calls start from the same cache state
+    before = tiny_backend.forward_calls
+    judgement = rain.judgement("How are you?", "I am fine, thank you.", prompt_format="plain")
+    one_pass = tiny_backend.forward_calls - before
+    tiny_backend.reset_cache()
+    before = tiny_backend.forward_calls
+    score = rain.judge("How are you?", "I am fine, thank you.", prompt_format="plain")
+    assert judgement.score == score and tiny_backend.forward_calls - before == one_pass
+    assert judgement.p_good == rain.evaluator.good_probabilities(Exchange.single_turn("How are you?",
+                                                                                     "I am fine, thank you."))
+    assert judgement.verdict == ("good" if score > 0 else "bad" if score < 0 else "split")
+    plain = Rain(tiny_backend, evaluator=lambda prompt, response: 0.25, similarity=False).judgement("a", "b")
+    assert (plain.score, plain.p_good) == (0.25, None)

@@ -22,17 +22,17 @@ class ScriptedRain(Rain):
         super().__init__(backend, evaluator=lambda prompt, response: 0.0, similarity=False)
         self.script, self.requests = list(script), []
 
-    def stream(self, prompt, *, on_result=None, prompt_format=None, trace=False, on_progress=None, **overrides):
-        formatted, ids, config = self._prepare(prompt, overrides, prompt_format)
+    def run(self, prompt, *, config=None, prompt_format=None, trace=False, on_progress=None, until=None,
+            **overrides):
+        formatted, ids = self._prepare(prompt, self.resolve_config(config, overrides), prompt_format)
         self.requests.append(prompt)
         text = self.script.pop(0)
         with self.lock:
             for start in range(0, len(text), 7):
                 yield text[start:start + 7]
         out = self.backend.encode(text)
-        if on_result is not None:
-            on_result(GenerationResult(text=text, token_ids=out, finish_reason="eos", stats=SearchStats(
-                prompt_tokens=len(ids), completion_tokens=len(out))))
+        yield GenerationResult(text=text, token_ids=out, finish_reason="eos", stats=SearchStats(
+            prompt_tokens=len(ids), completion_tokens=len(out)))
 
 
 SCRIPT = ['Thought: I need to use a tool.\nAction: count_letters\nAction Input: {"word": "banana"}',

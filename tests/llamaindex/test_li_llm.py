@@ -87,13 +87,13 @@ def test_stop_and_per_call_options(tiny_llm):
 def _recorder(monkeypatch, llm):
     """Record what the engine is asked for (the prompt or messages, and the format) and still run it."""
     seen = []
-    original = llm.engine.stream
+    original = llm.engine.run
 
-    def stream(prompt, **kwargs):
+    def run(prompt, **kwargs):
         seen.append((prompt, kwargs.get("prompt_format")))
         return original(prompt, **kwargs)
 
-    monkeypatch.setattr(llm.engine, "stream", stream)
+    monkeypatch.setattr(llm.engine, "run", run)
     return seen
 
 
@@ -224,7 +224,7 @@ def test_shares_one_engine(tiny_loaded, tiny_backend, tiny_budget, tiny_judge):
 
 
 def test_settings_mean_the_same_in_both_frameworks(tiny_backend):
-    """LlamaIndex's RainLLM and LangChain's ChatRain inherit one set of settings (rain_core.settings)."""
+    """LlamaIndex's RainLLM and LangChain's ChatRain inherit one set of settings (rain_core.integrations.settings)."""
     from rain_langchain import ChatRain
 
     li = RainLLM(tiny_backend, no_repeat_ngram_size=3, max_tokens=5, max_iterations=3)

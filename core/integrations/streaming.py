@@ -1,31 +1,13 @@
-"""Streaming helpers the framework integrations share: a generation's pieces followed by its result, and any such
-blocking stream handed to an asyncio event loop from one worker thread."""
+"""A blocking generation handed to an asyncio event loop: how both integrations' async streaming paths run
+`Rain.run` without blocking the loop."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
-
-from .config import RainConfig
-from .engine import Rain
-from .results import GenerationResult
+from typing import AsyncIterator, Callable, Iterator, TypeVar
 
 T = TypeVar("T")
-
-
-def pieces_then_result(rain: Rain, prompt: Any, config: RainConfig,
-                       prompt_format: str) -> Iterator[str | GenerationResult]:
-    """Committed text pieces, then the final `GenerationResult` (when the stream ran to its end). It holds the model
-    lock throughout, so consume it in one thread; closing it early closes the search and releases the lock."""
-    results: list[GenerationResult] = []
-    with rain.lock:
-        pieces = rain.stream(prompt, on_result=results.append, prompt_format=prompt_format, **config.to_dict())
-        try:
-            yield from pieces
-        finally:
-            pieces.close()
-    yield from results
 
 
 async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:

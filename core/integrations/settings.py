@@ -2,37 +2,53 @@
 
 LangChain's and LlamaIndex's model classes are pydantic models on different base classes. Both inherit these
 fields and the lazily resolved, process-shared engine from `RainSettings`, so an option means the same thing in
-either framework and is validated the same way. The integrations add only their framework's plumbing.
-
-This module needs pydantic (both frameworks bring it); nothing else in rain_core imports it.
+either framework and is validated the same way. The search options are not written here: one field per
+`RainConfig` option declared with `option(...)`, with its help text and first alias, is generated from it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 import warnings
-from dataclasses import fields as dataclass_fields
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, model_validator
 
-from .config import RainConfig
-from .engine import Rain, shared_engine
-from .errors import ConfigError
+from ..config import RainConfig, option_aliases, user_options
+from ..engine import Rain
+from ..errors import ConfigError
+from .registry import shared_engine
 
 #: Every RainConfig field name: what a per-call option may set.
-CONFIG_FIELDS = frozenset(f.name for f in dataclass_fields(RainConfig))
-#: The object fields that override the base config when set.
-_FIELD_OVERRIDES = ("max_new_tokens", "max_iterations", "min_iterations", "value_threshold", "num_candidates", "seed",
-                    "no_repeat_ngram_size")
+CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(RainConfig))
 
 
-class RainSettings(BaseModel):
+def _option_fields() -> dict[str, Any]:
+    """A pydantic field per exposed RainConfig option: None (not set) by default, so the base config decides."""
+    hints = typing.get_type_hints(RainConfig)
+    out: dict[str, Any] = {}
+    for f in user_options():
+        annotation: Any = list[str] if typing.get_origin(hints[f.name]) is tuple else hints[f.name]
+        aliases = f.metadata["aliases"]
+        out[f.name] = (annotation | None, Field(default=None, alias=aliases[0] if aliases else None,
+                                                description=f.metadata["help"]))
+    return out
+
+
+#: The generated option fields, as a base class RainSettings builds on.
+RainOptions = create_model("RainOptions", __base__=BaseModel, **_option_fields())
+#: The option fields' names (what this object's own settings may override in a call's config).
+OPTION_FIELDS = tuple(f.name for f in user_options())
+
+
+class RainSettings(RainOptions):
     """Model, judge and RAIN options of an integration object; `engine` is the shared `rain_core.Rain` they name."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True, protected_namespaces=())
 
     #: Per-call option names that mean a RainConfig field (an integration may add its framework's names).
-    ALIASES: ClassVar[dict[str, str]] = {"max_tokens": "max_new_tokens", "Vt": "value_threshold", "T": "max_iterations"}
+    ALIASES: ClassVar[dict[str, str]] = option_aliases()
     #: Per-call options the framework passes along that carry no RAIN option.
     IGNORED_OPTIONS: ClassVar[frozenset[str]] = frozenset()
     #: Per-call options the integration handles itself (named in the unknown-option error).
@@ -50,15 +66,6 @@ class RainSettings(BaseModel):
                                    "path, or a function of (prompt, response) returning a score in [-1, 1].")
     config: RainConfig | None = Field(default=None, description="Base RAIN hyperparameters (reference defaults; "
                                       "those of a passed rain_core.Rain).")
-    max_new_tokens: int | None = Field(default=None, alias="max_tokens", description="Committed tokens at most.")
-    max_iterations: int | None = Field(default=None, description="Search budget per commit (T).")
-    min_iterations: int | None = Field(default=None, description="Fresh inner iterations every commit gets.")
-    value_threshold: float | None = Field(default=None, description="Early-stop value threshold (Vt).")
-    num_candidates: int | None = Field(default=None, description="Children made per expansion.")
-    seed: int | None = Field(default=None, description="Makes the search reproducible.")
-    no_repeat_ngram_size: int | None = Field(default=None, description="No n-gram of this size twice in the "
-                                             "response (0: off, the reference).")
-    stop: list[str] | None = Field(default=None, description="Strings that end the response (not returned).")
     soft: bool = Field(default=False, description="Score self-evaluations by probability margin (not hard vote).")
     similarity: Any = Field(default=True, description="Sentence encoder for similarity credit and widening; "
                             "False turns both off.")
@@ -99,10 +106,8 @@ class RainSettings(BaseModel):
         """One call's RAIN config: the base config, then this object's fields, then the call's ``options`` (any
         RainConfig field or alias; None leaves a setting alone), then ``stop``. An unknown option raises."""
         base = self.config or (self.model.config if isinstance(self.model, Rain) else RainConfig())
-        overrides: dict[str, Any] = {name: getattr(self, name) for name in _FIELD_OVERRIDES
+        overrides: dict[str, Any] = {name: getattr(self, name) for name in OPTION_FIELDS
                                      if getattr(self, name) is not None}
-        if self.stop:
-            overrides["stop"] = tuple(self.stop)
         for name, value in options.items():
             if name in self.IGNORED_OPTIONS:
                 continue

@@ -1,0 +1,61 @@
+"""One shared `Rain` per (loaded model, judge) for every LangChain and LlamaIndex object in the process.
+
+Two objects over the same model and judge share one engine, so they share the judge's pinned instruction block
+and its calibration baselines instead of computing them twice. Framework prompt wrappers (LangChain's
+`SelfEvaluationPrompt`, LlamaIndex's `RainEvaluationPrompt`) are unwrapped here, so the engine never sees them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Hashable
+
+from ..backend import TransformersBackend
+from ..engine import Rain
+from ..errors import ConfigError
+from ..evaluator import EvaluationPrompt
+from ..models import LoadedModel
+from ..registry import Registry, shared_backend
+
+_engines: Registry[Rain] = Registry()
+
+
+def judge_spec(evaluator: Any) -> Any:
+    """What `Rain` accepts for a judge: a framework wrapper's ``evaluation`` prompt, else ``evaluator`` itself."""
+    inner = getattr(evaluator, "evaluation", None)
+    return inner if isinstance(inner, EvaluationPrompt) else evaluator
+
+
+def _key(spec: Any) -> Hashable:
+    """Strings and prompts by value (equal prompts share an engine), everything else by identity."""
+    if isinstance(spec, (str, bool, EvaluationPrompt, type(None))):
+        return spec
+    return ("id", id(spec))
+
+
+def backend_of(model: Any, *, device: str | None = None, dtype: str | None = None) -> TransformersBackend:
+    """The shared backend behind a model spec, `Rain`, backend or `LoadedModel`."""
+    if isinstance(model, Rain):
+        return model.backend
+    if isinstance(model, TransformersBackend):
+        return model
+    if isinstance(model, (str, LoadedModel)):
+        return shared_backend(model, device=device, dtype=dtype)
+    raise ConfigError(f"Cannot use {model!r} as a RAIN model: pass a model spec such as 'smollm2', a local "
+                      "folder or .gguf file, a rain_core.Rain, a TransformersBackend or a LoadedModel.")
+
+
+def shared_engine(model: Any, evaluator: Any = None, *, soft: bool = False, similarity: Any = True,
+                  device: str | None = None, dtype: str | None = None) -> Rain:
+    """The shared `Rain` for ``model`` judged by ``evaluator`` (a passed `Rain` with no other judge is used as is)."""
+    if isinstance(model, Rain) and evaluator is None:
+        return model
+    backend = backend_of(model, device=device, dtype=dtype)
+    spec = judge_spec("harmless" if evaluator is None else evaluator)
+    key = (id(backend), _key(spec), soft, _key(similarity))
+    return _engines.get(key, lambda: Rain(backend, evaluator=spec, soft=soft, similarity=similarity),
+                        keep=(backend, spec, similarity))
+
+
+def clear_shared_engines() -> None:
+    """Forget every shared engine (the next object builds its engine again)."""
+    _engines.clear()
