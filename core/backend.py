@@ -14,12 +14,15 @@ from __future__ import annotations
 import inspect
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Iterator, Literal, Protocol, Sequence
 
 import torch
 
 from . import kv
+from .batching import StepBatcher, StepJob
 from .config import CLAUSE_END_CHARS
 from .models import LoadedModel
 
@@ -124,26 +127,86 @@ class _Entry:
     logits: torch.Tensor  # next-token logits after the entry's last token, shape [vocab]
 
 
-class TransformersBackend:
-    """`LanguageModel` over a transformers causal LM, with prefix-shared KV caches and batched sampling."""
+class Session:
+    """One generation's KV state: its own small LRU of prefix caches, read over the backend's pinned entries.
 
-    def __init__(self, loaded: LoadedModel, *, cache_entries: int = 12) -> None:
+    Sessions never share mutable state: pinned entries are only read (a cache is forked before it is extended), so
+    concurrent generations each compute exactly what they would alone. Counters say what this session ran.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.store: OrderedDict[tuple[int, ...], _Entry] = OrderedDict()
+        self.forward_calls = 0
+        self.tokens_processed = 0
+        self.lock = threading.RLock()  # only contended by the default session, which callers may share
+
+
+class TransformersBackend:
+    """`LanguageModel` over a transformers causal LM, with prefix-shared KV caches and batched sampling.
+
+    Work runs in the *current session* (`using`): each generation gets a fresh one (`session()`), so concurrent
+    generations neither wait for nor disturb each other; calls outside any session share a default one. With
+    ``batch_steps`` (default: on CUDA) the decode steps of concurrent sessions run as one forward (batching.py).
+    """
+
+    def __init__(self, loaded: LoadedModel, *, cache_entries: int = 12, batch_steps: bool | None = None) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.device = loaded.model.device
         self.context_window = loaded.context_window
         self.cache_entries = cache_entries
-        self.forward_calls = 0
-        self.tokens_processed = 0
-        self.lock = threading.RLock()
-        self._store: OrderedDict[tuple[int, ...], _Entry] = OrderedDict()
-        self._pinned: set[tuple[int, ...]] = set()
+        self.lock = threading.RLock()  # guards pinning; no forward pass waits on it
+        self._stats_lock = threading.Lock()  # the shared counters
+        self._pinned: dict[tuple[int, ...], _Entry] = {}  # replaced (never mutated) when an entry is pinned
+        self._default = Session(cache_entries)
+        self._current: ContextVar[Session | None] = ContextVar(f"rain_session_{id(self)}", default=None)
+        self._total_calls = 0
+        self._total_tokens = 0
+        self.active_sessions = 0
         params = inspect.signature(self.model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self._keep_kwarg = "logits_to_keep" if "logits_to_keep" in params else None
         self.eos_ids = self._find_eos_ids()
         self._clause_end = self._clause_end_mask()
+        if batch_steps is None:
+            batch_steps = self.device.type == "cuda"
+        self.batcher = StepBatcher(self._step_forward) if batch_steps else None
+
+    # ----------------------------------------------------------------------------------------------- sessions
+    def session(self) -> Session:
+        """A fresh session: every generation starts from the same cache state (the pinned entries), so a seeded
+        run repeats exactly, whatever ran before it or runs beside it."""
+        return Session(self.cache_entries)
+
+    @contextmanager
+    def using(self, session: Session) -> Iterator[Session]:
+        """Run the enclosed calls (from the search, the judge, the embedder) in ``session``."""
+        token = self._current.set(session)
+        with self._stats_lock:
+            self.active_sessions += 1
+        try:
+            yield session
+        finally:
+            self._current.reset(token)
+            with self._stats_lock:
+                self.active_sessions -= 1
+
+    def _session(self) -> Session:
+        return self._current.get() or self._default
+
+    @property
+    def forward_calls(self) -> int:
+        """Forward passes run in the current session (all sessions together outside one)."""
+        current = self._current.get()
+        return current.forward_calls if current is not None else self._total_calls
+
+    @property
+    def tokens_processed(self) -> int:
+        """Tokens run through the model in the current session (all sessions together outside one)."""
+        current = self._current.get()
+        return current.tokens_processed if current is not None else self._total_tokens
 
     # ----------------------------------------------------------------------------------------------- text
     def encode(self, text: str) -> list[int]:
@@ -176,61 +239,91 @@ class TransformersBackend:
         return mask
 
     # -------------------------------------------------------------------------------------------- forward
-    def _forward(self, input_ids: torch.Tensor, cache: Any, keep_last: bool) -> tuple[torch.Tensor, Any]:
+    def _count(self, tokens: int) -> None:
+        session = self._session()
+        session.forward_calls += 1
+        session.tokens_processed += tokens
+        with self._stats_lock:
+            self._total_calls += 1
+            self._total_tokens += tokens
+
+    def _forward(self, input_ids: torch.Tensor, cache: Any, keep_last: bool, attention_mask: torch.Tensor | None = None,
+                 position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
         kwargs: dict[str, Any] = {"input_ids": input_ids.to(self.device), "use_cache": True}
         if cache is not None:
             kwargs[self._cache_kwarg] = cache
         if keep_last and self._keep_kwarg:
             kwargs[self._keep_kwarg] = 1
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask.to(self.device)
+            kwargs["position_ids"] = position_ids.to(self.device) if position_ids is not None else None
         with torch.inference_mode():
             out = self.model(**kwargs)
-        self.forward_calls += 1
-        self.tokens_processed += int(input_ids.numel())
+        self._count(int(input_ids.numel()))
         new_cache = out.get("cache") if "cache" in out else out.get("past_key_values")
         return out.logits.float(), new_cache
+
+    def _step_forward(self, input_ids: torch.Tensor, cache: Any, attention_mask: torch.Tensor | None,
+                      position_ids: torch.Tensor | None) -> tuple[torch.Tensor, Any]:
+        logits, cache = self._forward(input_ids, cache, True, attention_mask, position_ids)
+        return logits[:, -1], cache
+
+    def _decode_step(self, step: torch.Tensor, cache: Any, attention_mask: torch.Tensor | None,
+                     position_ids: torch.Tensor | None) -> tuple[torch.Tensor, Any]:
+        """One new token per row: through the step batcher when on (shared with concurrent sessions), else alone."""
+        if self.batcher is not None:
+            return self.batcher.step(StepJob(step.to(self.device), cache, attention_mask, position_ids))
+        return self._step_forward(step, cache, attention_mask, position_ids)
 
     def _prefix(self, ids: Sequence[int]) -> _Entry:
         """The cache and next-token logits after ``ids``, reusing the longest stored prefix."""
         key = tuple(ids)
         if not key:
             raise ValueError("cannot run the model on an empty token sequence")
-        if key in self._store:
-            self._store.move_to_end(key)
-            return self._store[key]
+        session = self._session()
+        store, pinned = session.store, self._pinned
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+        if key in pinned:
+            return pinned[key]
         best_len, best, best_key = 0, None, None
-        for other, entry in self._store.items():
-            n = _common_prefix_len(key, other)
-            if n > best_len:
-                best_len, best, best_key = n, entry, other
-        if best_key is not None:
-            self._store.move_to_end(best_key)
+        for source in (pinned, store):
+            for other, entry in source.items():
+                n = _common_prefix_len(key, other)
+                if n > best_len:
+                    best_len, best, best_key = n, entry, other
+        if best_key is not None and best_key in store:
+            store.move_to_end(best_key)
         best_len = min(best_len, len(key) - 1)  # at least one token must run to produce logits
         cache = kv.crop(best.cache, best_len) if best is not None and best_len > 0 else None
         rest = torch.tensor([key[best_len:]], dtype=torch.long)
         logits, cache = self._forward(rest, cache, keep_last=True)
         entry = _Entry(cache=cache, logits=logits[0, -1])
-        self._store[key] = entry
-        evictable = [k for k in self._store if k not in self._pinned]
-        for old in evictable[: max(0, len(self._store) - self.cache_entries - len(self._pinned))]:
-            del self._store[old]
+        store[key] = entry
+        while len(store) > session.capacity:
+            store.popitem(last=False)
         return entry
 
     def pin(self, ids: Sequence[int]) -> None:
-        """Compute and keep the cache of ``ids`` for good (e.g. an evaluator's fixed few-shot block)."""
+        """Compute and keep the cache of ``ids`` for good (e.g. an evaluator's fixed few-shot block); every
+        session reads it."""
+        key = tuple(ids)
         with self.lock:
-            self._pinned.add(tuple(ids))
-            self._prefix(ids)
+            if key in self._pinned:
+                return
+            with self.using(Session(1)):
+                entry = self._prefix(key)
+            self._pinned = {**self._pinned, key: entry}
 
     def reset_cache(self) -> None:
-        """Drop every unpinned cache entry. Each generation starts from the same cache state, so a seeded run
-        repeats exactly whatever ran before it in the process."""
-        with self.lock:
-            for key in [k for k in self._store if k not in self._pinned]:
-                del self._store[key]
+        """Drop the default session's cache entries (pinned entries stay)."""
+        with self._default.lock:
+            self._default.store.clear()
 
     def next_token_logprobs(self, ids: Sequence[int], guard: ResponseGuard | None = None) -> torch.Tensor:
         """Log-probabilities of the token after ``ids`` (shape [vocab]), after ``guard``'s rules when given."""
-        with self.lock:
+        with self._session().lock:
             logits = self._prefix(ids).logits
             if guard is not None:
                 logits = guard.apply([ids], logits.unsqueeze(0))[0]
@@ -238,7 +331,7 @@ class TransformersBackend:
 
     def full_logits(self, ids: Sequence[int]) -> torch.Tensor:
         """Logits at every position of ``ids`` computed from scratch (no cache): the reference for tests."""
-        with self.lock, torch.inference_mode():
+        with torch.inference_mode():
             out = self.model(input_ids=torch.tensor([list(ids)], device=self.device), use_cache=False)
         return out.logits[0].float()
 
@@ -247,59 +340,104 @@ class TransformersBackend:
                  guard: ResponseGuard | None = None) -> list[Rollout]:
         """Continue ``ids`` once per row, all rows in one batch; each row ends on EOS, its length, or a clause end.
         ``guard`` (e.g. no repeated n-grams) shapes every step's distribution, and so the rows' log-probabilities."""
-        with self.lock:
-            entry = self._prefix(ids)
-            n = len(rows)
-            results = [Rollout(tokens=[], logprob=0.0, finish="length") for _ in rows]
-            active = list(range(n))
-            logits = entry.logits.unsqueeze(0).expand(n, -1)
-            cache = None
-            while True:
+        return self.rollouts_many([(ids, rows)], generator, guard)[0]
+
+    def rollouts_many(self, groups: Sequence[tuple[Sequence[int], Sequence[RowSpec]]], generator: torch.Generator,
+                      guard: ResponseGuard | None = None) -> list[list[Rollout]]:
+        """`rollouts` for several prefixes at once: every group's rows decode together in one batch (prefixes of
+        different lengths are left-padded and masked). Rows sample in order, group after group, so one group
+        draws exactly what `rollouts` draws for it."""
+        if not any(rows for _, rows in groups):
+            return [[] for _ in groups]
+        with self._session().lock:
+            entries = [self._prefix(ids) for ids, _ in groups]
+            prefixes = [list(ids) for ids, _ in groups]
+            specs = [spec for _, rows in groups for spec in rows]
+            owner = [g for g, (_, rows) in enumerate(groups) for _ in rows]
+            results = [Rollout(tokens=[], logprob=0.0, finish="length") for _ in specs]
+            active = list(range(len(specs)))
+            logits = torch.stack([entries[owner[i]].logits for i in active]) if len(groups) > 1 else \
+                entries[0].logits.unsqueeze(0).expand(len(specs), -1)
+            cache: Any = None
+            mask: torch.Tensor | None = None  # [rows, cached] when prefixes differ in length, else None
+            positions: torch.Tensor | None = None
+            while active:
                 if guard is not None:
-                    logits = guard.apply([list(ids) + results[i].tokens for i in active], logits)
+                    logits = guard.apply([prefixes[owner[i]] + results[i].tokens for i in active], logits)
                 logprobs = torch.log_softmax(logits, dim=-1)
-                chosen = self._pick(logprobs, [rows[i] for i in active], generator)
+                chosen = self._pick(logprobs, [specs[i] for i in active], generator)
+                picked = logprobs.gather(1, chosen.unsqueeze(1).to(logprobs.device)).squeeze(1).tolist()
                 still: list[int] = []
                 keep_rows: list[int] = []
-                for pos, i in enumerate(active):
-                    token = int(chosen[pos])
+                for pos, (i, token) in enumerate(zip(active, chosen.tolist())):
                     result = results[i]
                     result.tokens.append(token)
-                    result.logprob += float(logprobs[pos, token])
+                    result.logprob += picked[pos]
                     if token in self.eos_ids:
                         result.finish = "eos"
-                    elif rows[i].stop_at_clause and bool(self._clause_end[token]):
+                    elif specs[i].stop_at_clause and bool(self._clause_end[token]):
                         result.finish = "clause"
-                    elif len(result.tokens) >= rows[i].max_tokens:
+                    elif len(result.tokens) >= specs[i].max_tokens:
                         result.finish = "length"
                     else:
                         still.append(i)
                         keep_rows.append(pos)
-                        continue
                 if not still:
-                    return results
+                    break
                 if cache is None:
-                    cache = kv.repeat(entry.cache, len(still))
+                    cache, mask, positions = self._start_decode(entries, [owner[i] for i in still])
                 elif len(keep_rows) < len(active):
-                    kv.select_rows(cache, torch.tensor(keep_rows, device=self.device))
+                    keep = torch.tensor(keep_rows, device=self.device)
+                    kv.select_rows(cache, keep)
+                    if mask is not None:
+                        mask, positions = mask.index_select(0, keep), positions.index_select(0, keep)
                 active = still
                 step = torch.tensor([[results[i].tokens[-1]] for i in active], dtype=torch.long)
-                out, cache = self._forward(step, cache, keep_last=True)
-                logits = out[:, -1]
+                if mask is not None:
+                    mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+                logits, cache = self._decode_step(step, cache, mask, positions)
+                if positions is not None:
+                    positions = positions + 1
+            out, start = [], 0
+            for _, rows in groups:
+                out.append(results[start:start + len(rows)])
+                start += len(rows)
+            return out
+
+    def _start_decode(self, entries: list[_Entry], owners: list[int]) -> tuple[Any, torch.Tensor | None,
+                                                                              torch.Tensor | None]:
+        """The batch cache for rows continuing ``entries`` (row r continues ``entries[owners[r]]``), with the
+        attention mask and positions its padding needs (None when every row continues the same entry)."""
+        if len(set(owners)) == 1:
+            return kv.repeat(entries[owners[0]].cache, len(owners)), None, None
+        counts = [owners.count(g) for g in range(len(entries))]
+        used = [g for g, c in enumerate(counts) if c]
+        parts = [kv.repeat(entries[g].cache, counts[g]) for g in used]
+        merged = kv.merge_left_padded(parts)
+        if merged is None:
+            raise NotImplementedError("several prefixes in one batch need plain dynamic KV caches")
+        cache, lengths = merged
+        longest = max(lengths)
+        mask = torch.cat([torch.cat([torch.zeros(counts[g], longest - n, dtype=torch.long),
+                                     torch.ones(counts[g], n, dtype=torch.long)], dim=1)
+                          for g, n in zip(used, lengths)]).to(self.device)
+        positions = torch.cat([torch.full((counts[g], 1), n, dtype=torch.long) for g, n in zip(used, lengths)])
+        return cache, mask, positions.to(self.device)
 
     def _pick(self, logprobs: torch.Tensor, rows: Sequence[RowSpec], generator: torch.Generator) -> torch.Tensor:
-        picks = torch.empty(len(rows), dtype=torch.long)
+        """One token per row (a tensor on the logits' device; read back once per step, not once per row)."""
+        picks = []
         for r, spec in enumerate(rows):
             row = logprobs[r]
             if spec.mode == "greedy":
-                picks[r] = int(torch.argmax(row))
+                picks.append(torch.argmax(row).reshape(1))
             elif spec.mode == "top_k":
                 values, indices = torch.topk(row, min(spec.top_k, row.shape[-1]))
                 choice = torch.multinomial(torch.softmax(values, -1), 1, generator=generator)
-                picks[r] = int(indices[choice])
+                picks.append(indices[choice].reshape(1))
             else:
-                picks[r] = int(torch.multinomial(torch.exp(row), 1, generator=generator))
-        return picks
+                picks.append(torch.multinomial(torch.exp(row), 1, generator=generator).reshape(1))
+        return torch.cat(picks).cpu()
 
     # ------------------------------------------------------------------------------------------ scoring
     def last_token_logprobs(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -309,7 +447,7 @@ class TransformersBackend:
         differing tails run together, right-padded, which needs no attention mask because a causal model never
         looks ahead at the padding.
         """
-        with self.lock:
+        with self._session().lock:
             rows = [list(r) for r in rows]
             common = rows[0]
             for r in rows[1:]:
@@ -330,14 +468,13 @@ class TransformersBackend:
 
     def mean_hidden_states(self, texts: Sequence[str]) -> torch.Tensor:
         """Mean-pooled last hidden states of ``texts``: the fallback sentence embedding when no encoder is installed."""
-        with self.lock, torch.inference_mode():
+        with torch.inference_mode():
             vectors = []
             for text in texts:
                 ids = self.encode(text) or [self.eos_ids and next(iter(self.eos_ids)) or 0]
                 out = self.model(input_ids=torch.tensor([ids], device=self.device), output_hidden_states=True,
                                  use_cache=False)
-                self.forward_calls += 1
-                self.tokens_processed += len(ids)
+                self._count(len(ids))
                 vectors.append(out.hidden_states[-1][0].float().mean(0).cpu())
             return torch.stack(vectors)
 

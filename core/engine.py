@@ -2,10 +2,11 @@
 
 Every generation goes through one path, `Rain.run`: the request's settings become one `RainConfig` here (the
 engine's config, then the call's ``config=`` or keyword overrides), the prompt is formatted and checked against the
-context window, and the search runs under the model lock, yielding committed text and then the final result.
-`generate` and `stream` consume it; the LangChain and LlamaIndex integrations (sync, streaming and async) call it
-too. The lock is held for the whole run, so one loaded model can be shared by many threads and framework objects
-without two searches interleaving on its caches.
+context window, and the search runs in its own backend session (its own KV caches over the shared pinned few-shot
+block), yielding committed text and then the final result. `generate` and `stream` consume it; the LangChain and
+LlamaIndex integrations (sync, streaming and async) call it too. Sessions share nothing a request writes, so one
+loaded model serves many threads and framework objects at once, each request computing exactly what it would alone;
+on CUDA their decode steps share forward passes (batching.py).
 """
 
 from __future__ import annotations
@@ -108,27 +109,33 @@ class Rain:
         """The one run path: committed text pieces as RAIN commits them, then the final `GenerationResult`.
 
         ``until(text_so_far)`` returning True ends the generation after that commit (finish reason ``stop``; the
-        result carries what was committed and counted so far). It holds the model lock from the first piece to the
-        last, so consume it in one thread; closing it early closes the search and releases the lock.
+        result carries what was committed and counted so far). The search runs in its own backend session, set only
+        while it computes (never across a yield), so concurrent runs on one model neither wait for nor disturb each
+        other; closing the iterator early closes the search and drops its session.
         """
         config = self.resolve_config(config, overrides)
         formatted, ids = self._prepare(prompt, config, prompt_format)
-        with self.lock:
-            self.backend.reset_cache()
-            search = RainSearch(model=self.backend, evaluator=self.evaluator, embedder=self.embedder, config=config,
-                                prompt=formatted, prompt_ids=ids, generator=self._generator(config.seed), trace=trace,
-                                on_progress=on_progress)
-            pieces = search.run()
-            text = ""
-            try:
-                for piece in pieces:
-                    yield piece
-                    text += piece
-                    if until is not None and until(text):
-                        yield search.stopped_early()
-                        return
-            finally:
-                pieces.close()
+        search = RainSearch(model=self.backend, evaluator=self.evaluator, embedder=self.embedder, config=config,
+                            prompt=formatted, prompt_ids=ids, generator=self._generator(config.seed), trace=trace,
+                            on_progress=on_progress)
+        session = self.backend.session()
+        pieces = search.run()
+        text = ""
+        try:
+            while True:
+                with self.backend.using(session):
+                    piece = next(pieces, None)
+                if piece is None:
+                    break
+                yield piece
+                text += piece
+                if until is not None and until(text):
+                    with self.backend.using(session):
+                        early = search.stopped_early()
+                    yield early
+                    return
+        finally:
+            pieces.close()
         if search.result is not None:
             yield search.result
 
@@ -160,8 +167,7 @@ class Rain:
         config = self.resolve_config(None, overrides)
         formatted, ids = self._prepare(prompt, config, prompt_format)
         stops = tuple(config.stop) + formatted.stop_markers
-        with self.lock:
-            self.backend.reset_cache()
+        with self.backend.using(self.backend.session()):
             start = time.perf_counter()
             calls0, tokens0 = self.backend.forward_calls, self.backend.tokens_processed
             rows = [RowSpec("full" if sample else "greedy", config.max_new_tokens)] * num_samples
@@ -200,8 +206,7 @@ class Rain:
         a self-evaluation prompt, P(good) under both option orders, from one pass of the judge."""
         judge = self.evaluator if evaluator is None else resolve_evaluator(evaluator, self.backend)
         exchange = self._exchange(prompt, response, prompt_format)
-        with self.lock:
-            return judge.judge(exchange)
+        return judge.judge(exchange)
 
     def judge(self, prompt: Prompt, response: str, *, evaluator: Any = None,
               prompt_format: PromptFormat | None = None) -> float:

@@ -66,3 +66,37 @@ def select_rows(cache: Any, rows: torch.Tensor) -> None:
         if getattr(layer, "is_initialized", True) and layer.keys is not None and layer.keys.numel():
             layer.keys = layer.keys.index_select(0, rows)
             layer.values = layer.values.index_select(0, rows)
+
+
+def merge_left_padded(caches: list[Any]) -> tuple[Any, list[int]] | None:
+    """One batch holding the rows of every cache in ``caches``, each left-padded with zeros to the longest.
+
+    Returns the merged cache and each input's length (its rows' padding is ``longest - length`` positions, which
+    the caller masks out), or None when a cache is not a plain `DynamicCache` (those cannot be padded safely).
+    """
+    if not all(_shares_safely(c) for c in caches):
+        return None
+    lengths = [seq_len(c) for c in caches]
+    longest = max(lengths)
+    merged = fork(caches[0])
+    for index, layer in enumerate(merged.layers):
+        keys, values = [], []
+        for cache, length in zip(caches, lengths):
+            other = cache.layers[index]
+            pad = (0, 0, longest - length, 0)
+            keys.append(torch.nn.functional.pad(other.keys, pad) if longest > length else other.keys)
+            values.append(torch.nn.functional.pad(other.values, pad) if longest > length else other.values)
+        layer.keys = torch.cat(keys, dim=0)
+        layer.values = torch.cat(values, dim=0)
+    return merged, lengths
+
+
+def split_rows(cache: Any, start: int, stop: int, length: int) -> Any:
+    """A fork of rows ``start:stop`` of ``cache`` keeping only its last ``length`` positions (undoes a merge)."""
+    twin = fork(cache)
+    for layer in twin.layers:
+        if getattr(layer, "is_initialized", True) and layer.keys is not None and layer.keys.numel():
+            total = layer.keys.shape[-2]
+            layer.keys = layer.keys[start:stop, :, total - length:, :]
+            layer.values = layer.values[start:stop, :, total - length:, :]
+    return twin
