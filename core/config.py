@@ -64,6 +64,12 @@ class RainConfig:
         no_repeat_ngram_size: if > 0, no n-gram of this size occurs twice in the response (transformers'
             ``NoRepeatNGramLogitsProcessor``, applied to every candidate, simulation and prior). Off (0) in the
             reference; small models often loop on a phrase ("I'm a cat, I'm a cat, ...") and 3 stops that.
+
+    Throughput:
+        parallel_leaves: leaves each inner step selects (with a virtual loss, so they differ), then simulates,
+            judges and expands together in one batch and backs up all of them. 1 is the reference search, exactly;
+            more trades a little search order for fewer, wider forwards (worth it on a GPU). Each leaf counts as one
+            inner iteration of the budget.
     """
 
     min_visits: int = field(default=6, metadata=option(
@@ -90,6 +96,8 @@ class RainConfig:
     seed: int | None = field(default=None, metadata=option("makes sampling reproducible", eval_flag=False))
     no_repeat_ngram_size: int = field(default=0, metadata=option(
         "no n-gram of this size twice in the response; 0 is off (the reference)"))
+    parallel_leaves: int = field(default=1, metadata=option(
+        "leaves per inner step, selected with a virtual loss and run as one batch; 1 is the reference search"))
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -124,6 +132,8 @@ class RainConfig:
         need(self.seed is None or isinstance(self.seed, int), "seed", "must be an integer or None")
         need(isinstance(self.no_repeat_ngram_size, int) and self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size",
              "must be an integer >= 0 (0 is off)")
+        need(isinstance(self.parallel_leaves, int) and self.parallel_leaves >= 1, "parallel_leaves",
+             "must be an integer >= 1 (1 is the reference search)")
 
     def tokens_per_set(self, depth: int) -> int:
         """Length of the token sets of the children of a node at ``depth`` (1, 2, 4, then 10 by default)."""

@@ -298,7 +298,9 @@ class SelfEvaluator:
 
     def good_probabilities(self, exchange: Exchange) -> tuple[float, float]:
         """P(good option) for the good-first and the good-second order (calibrated when ``calibrate``)."""
-        p = self._raw_probabilities(exchange)
+        return self._calibrate(exchange, self._raw_probabilities(exchange))
+
+    def _calibrate(self, exchange: Exchange, p: tuple[float, float]) -> tuple[float, float]:
         if not self.calibrate:
             return p
         silent = replace(exchange, response="")
@@ -311,7 +313,24 @@ class SelfEvaluator:
 
     def judge(self, exchange: Exchange) -> Judgement:
         """The score and both orders' P(good), from one pass (one batch of two rows, plus the cached baseline)."""
-        p_first, p_second = self.good_probabilities(exchange)
+        return self._vote(self.good_probabilities(exchange))
+
+    def judge_many(self, exchanges: Sequence[Exchange]) -> list[Judgement]:
+        """`judge` for several exchanges with one batched model call for all their questions (both orders each):
+        what a search step with several leaves asks at once."""
+        import torch
+
+        rows = [row for exchange in exchanges for row in self.rows(exchange)]
+        pairs = torch.softmax(self.model.last_token_logprobs(rows)[:, list(self.option_ids)], dim=-1)
+        good = 0 if self.prompt.answer == "label" else 1  # where the good option sits in the second order
+        return [self._vote(self._calibrate(exchange, (float(pairs[2 * i, 0]), float(pairs[2 * i + 1, good]))))
+                for i, exchange in enumerate(exchanges)]
+
+    def score_many(self, exchanges: Sequence[Exchange]) -> list[float]:
+        return [j.score for j in self.judge_many(exchanges)]
+
+    def _vote(self, p: tuple[float, float]) -> Judgement:
+        p_first, p_second = p
         if self.soft:
             return Judgement(p_first + p_second - 1.0, (p_first, p_second))
         return Judgement(float((p_first > 0.5) + (p_second > 0.5) - 1), (p_first, p_second))

@@ -20,8 +20,8 @@ from .embedder import Embedder
 from .evaluator import Evaluator
 from .exchange import Exchange, FormattedPrompt
 from .results import CandidateTrace, CommitTrace, FinishReason, GenerationResult, SearchStats
-from .tree import (Node, ValueRange, backup, fold_embedding, puct_child, remix_root_priors, set_priors,
-                   share_with_similar_siblings, should_widen)
+from .tree import (Node, ValueRange, apply_virtual_loss, backup, fold_embedding, puct_child, remix_root_priors,
+                   set_priors, share_with_similar_siblings, should_widen, undo_virtual_loss)
 
 ProgressCallback = Callable[[SearchStats], None]
 
@@ -86,9 +86,8 @@ class RainSearch:
         if not self.root.children:
             budget = max(budget, 1)
         done = 0
-        for _ in range(budget):
-            self._iterate()
-            done += 1
+        while done < budget:
+            done += self._iterate(min(cfg.parallel_leaves, budget - done))
             best = self.root.best_child()
             self.stats.last_value = best.value
             if self.on_progress is not None:
@@ -148,25 +147,53 @@ class RainSearch:
         return visible.rstrip("\ufffd"), text
 
     # ------------------------------------------------------------------------------------------ inner iteration
-    def _iterate(self) -> None:
-        """Select a leaf, simulate to a clause end, self-evaluate, expand the leaf, back the value up."""
-        self.stats.inner_iterations += 1
-        path, path_tokens = self._select()
-        leaf = path[-1]
-        leaf_ids = self.prompt_ids + self.response + path_tokens
-        rollouts: list[Rollout] = []
-        if leaf.terminal:
-            simulation: list[int] = []
+    def _iterate(self, leaves: int = 1) -> int:
+        """Select leaves (one in the reference search), simulate each to a clause end, self-evaluate, expand the
+        leaves, back the values up. Several leaves share each model call. Returns how many leaves ran."""
+        chosen = self._select_leaves(leaves)
+        self.stats.inner_iterations += len(chosen)
+        groups: list[tuple[list[int], list[RowSpec]]] = []
+        for path, path_tokens in chosen:
+            if not path[-1].terminal:
+                rows = self._candidate_rows(path[-1], len(path_tokens)) + [
+                    RowSpec("full", self.config.max_simulation_tokens, stop_at_clause=True)]
+                groups.append((self.prompt_ids + self.response + path_tokens, rows))
+        if len(groups) == 1:
+            sampled = [self.model.rollouts(groups[0][0], groups[0][1], self.generator, self.guard)]
+        elif hasattr(self.model, "rollouts_many"):
+            sampled = self.model.rollouts_many(groups, self.generator, self.guard) if groups else []
         else:
-            rows = self._candidate_rows(leaf, len(path_tokens)) + [
-                RowSpec("full", self.config.max_simulation_tokens, stop_at_clause=True)]
-            rollouts = self.model.rollouts(leaf_ids, rows, self.generator, self.guard)
-            simulation = rollouts.pop().tokens
-        value = self._evaluate(path_tokens + simulation)
-        if not leaf.terminal:
-            self._expand(leaf, leaf_ids, len(path_tokens), rollouts)
-        backup(path, value, self.values)
-        self._credit_similar(path, simulation, value)
+            sampled = [self.model.rollouts(ids, rows, self.generator, self.guard) for ids, rows in groups]
+        rollouts: list[list[Rollout]] = []
+        simulations: list[list[int]] = []
+        for path, _ in chosen:
+            rollouts.append([] if path[-1].terminal else sampled.pop(0))
+            simulations.append(rollouts[-1].pop().tokens if rollouts[-1] else [])
+        values = self._evaluate_many([tokens + sim for (_, tokens), sim in zip(chosen, simulations)])
+        for (path, path_tokens), leaf_rollouts, value in zip(chosen, rollouts, values):
+            if not path[-1].terminal:
+                self._expand(path[-1], self.prompt_ids + self.response + path_tokens, len(path_tokens), leaf_rollouts)
+            backup(path, value, self.values)
+        self._credit_similar([path for path, _ in chosen], simulations, values)
+        return len(chosen)
+
+    def _select_leaves(self, leaves: int) -> list[tuple[list[Node], list[int]]]:
+        """``leaves`` selections from the root, each counting a virtual loss on its path so the next one looks
+        elsewhere (undone before the real values are backed up). A leaf selected twice is run once."""
+        if leaves == 1:
+            return [self._select()]
+        chosen: list[tuple[list[Node], list[int]]] = []
+        pending = []
+        try:
+            for _ in range(leaves):
+                path, tokens = self._select()
+                if all(path[-1] is not other[-1] for other, _ in chosen):
+                    chosen.append((path, tokens))
+                pending.append(apply_virtual_loss(path))
+        finally:
+            for saved in reversed(pending):
+                undo_virtual_loss(saved)
+        return chosen
 
     def _select(self) -> tuple[list[Node], list[int]]:
         node, path, tokens = self.root, [self.root], []
@@ -188,17 +215,21 @@ class RainSearch:
         return [RowSpec("greedy", length)] + [RowSpec("top_k", length, top_k=k)] * (self.config.num_candidates - 1)
 
     # ------------------------------------------------------------------------------------------ evaluate
-    def _evaluate(self, new_tokens: list[int]) -> float:
-        response = self._cut(self.model.decode(self.response + new_tokens))
-        if response in self._scores:
-            self.stats.evaluation_cache_hits += 1
-            return self._scores[response]
-        exchange = Exchange(prompt=self.prompt.last_user, response=response, history=self.prompt.history,
-                            raw=self.prompt.raw)
-        value = float(self.evaluator.score(exchange))
-        self.stats.evaluations += 1
-        self._scores[response] = value
-        return value
+    def _evaluate_many(self, new_tokens: list[list[int]]) -> list[float]:
+        """Scores of the response extended by each of ``new_tokens``: cached ones reused, the rest judged together
+        when the judge can (`score_many`)."""
+        responses = [self._cut(self.model.decode(self.response + tokens)) for tokens in new_tokens]
+        missing = list(dict.fromkeys(r for r in responses if r not in self._scores))
+        self.stats.evaluation_cache_hits += len(responses) - len(missing)
+        exchanges = [Exchange(prompt=self.prompt.last_user, response=response, history=self.prompt.history,
+                              raw=self.prompt.raw) for response in missing]
+        many = getattr(self.evaluator, "score_many", None)
+        scores = many(exchanges) if many is not None and len(exchanges) > 1 else [
+            self.evaluator.score(exchange) for exchange in exchanges]
+        for response, score in zip(missing, scores):
+            self._scores[response] = float(score)
+            self.stats.evaluations += 1
+        return [self._scores[response] for response in responses]
 
     # ------------------------------------------------------------------------------------------ expand
     def _expand(self, leaf: Node, leaf_ids: list[int], path_len: int, rollouts: list[Rollout]) -> None:
@@ -275,16 +306,24 @@ class RainSearch:
         self.stats.widenings += 1
 
     # ------------------------------------------------------------------------------------------ similarity
-    def _credit_similar(self, path: list[Node], simulation: list[int], value: float) -> None:
-        """Each node on the path embeds its text through the end of the simulation; close siblings share the value."""
-        if self.embedder is None or len(path) < 2:
+    def _credit_similar(self, paths: list[list[Node]], simulations: list[list[int]], values: list[float]) -> None:
+        """Each node on each path embeds its text through the end of its simulation (one encoder call for all the
+        paths); close siblings share the path's value."""
+        if self.embedder is None:
             return
-        texts, suffix = [], list(simulation)
-        for node in reversed(path[1:]):
-            suffix = node.tokens + suffix
-            texts.append(self.model.decode(suffix))
-        embeddings = self.embedder.embed(list(reversed(texts)))
-        for node, embedding in zip(path[1:], embeddings):
-            fold_embedding(node, embedding)
-            share_with_similar_siblings(node, embedding, value, threshold=self.config.similarity_threshold,
-                                        weight=self.config.similarity_weight, values=self.values)
+        texts: list[str] = []
+        for path, simulation in zip(paths, simulations):
+            suffix, own = list(simulation), []
+            for node in reversed(path[1:]):
+                suffix = node.tokens + suffix
+                own.append(self.model.decode(suffix))
+            texts.extend(reversed(own))
+        if not texts:
+            return
+        embeddings = iter(self.embedder.embed(texts))
+        for path, value in zip(paths, values):
+            for node in path[1:]:
+                embedding = next(embeddings)
+                fold_embedding(node, embedding)
+                share_with_similar_siblings(node, embedding, value, threshold=self.config.similarity_threshold,
+                                            weight=self.config.similarity_weight, values=self.values)

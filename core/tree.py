@@ -139,3 +139,20 @@ def should_widen(node: Node, *, tokens_per_set: int, threshold: float, max_child
 
 def tree_size(node: Node) -> int:
     return 1 + sum(tree_size(c) for c in node.children)
+
+
+def apply_virtual_loss(path: list[Node]) -> list[tuple[Node, float, float]]:
+    """Count one pending loss (-1) on every node of ``path``, so that the next selection in the same batch of
+    leaves prefers another path. Returns what `undo_virtual_loss` needs to restore the nodes exactly."""
+    saved = [(node, node.visits, node.value) for node in path]
+    for node in path:
+        node.visits += 1
+        node.value += (-1.0 - node.value) / node.visits
+    return saved
+
+
+def undo_virtual_loss(saved: list[tuple[Node, float, float]]) -> None:
+    """Restore the visits and values `apply_virtual_loss` changed (in reverse, so repeated nodes end as they began)."""
+    for node, visits, value in reversed(saved):
+        node.visits = visits
+        node.value = value
