@@ -12,6 +12,7 @@ The search reaches the model only through `LanguageModel` (the methods below), s
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -25,6 +26,8 @@ from . import kv
 from .batching import StepBatcher, StepJob
 from .config import CLAUSE_END_CHARS
 from .models import LoadedModel
+
+log = logging.getLogger(__name__)
 
 SampleMode = Literal["greedy", "top_k", "full"]
 
@@ -150,7 +153,8 @@ class TransformersBackend:
     ``batch_steps`` (default: on CUDA) the decode steps of concurrent sessions run as one forward (batching.py).
     """
 
-    def __init__(self, loaded: LoadedModel, *, cache_entries: int = 12, batch_steps: bool | None = None) -> None:
+    def __init__(self, loaded: LoadedModel, *, cache_entries: int = 12, batch_steps: bool | None = None,
+                 static_greedy: bool | None = None) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
@@ -173,6 +177,8 @@ class TransformersBackend:
         if batch_steps is None:
             batch_steps = self.device.type == "cuda"
         self.batcher = StepBatcher(self._step_forward) if batch_steps else None
+        # Plain greedy decoding through transformers' static cache (compiled into CUDA graphs by `generate` on a GPU).
+        self.static_greedy = self.device.type == "cuda" if static_greedy is None else static_greedy
 
     # ----------------------------------------------------------------------------------------------- sessions
     def session(self) -> Session:
@@ -403,6 +409,39 @@ class TransformersBackend:
                 out.append(results[start:start + len(rows)])
                 start += len(rows)
             return out
+
+    def greedy(self, ids: Sequence[int], max_tokens: int) -> Rollout:
+        """Greedy continuation of ``ids`` (what `rollouts` gives a ``greedy`` row). With ``static_greedy`` it runs
+        through transformers' `generate` on a static KV cache, which on CUDA compiles each decode step into a CUDA
+        graph (no per-layer Python launches); the cache length is rounded up to 256 positions so that prompts of
+        similar length reuse one graph. Anywhere that path fails, it is switched off and the dynamic path runs."""
+        if self.static_greedy:
+            try:
+                return self._static_greedy(list(ids), max_tokens)
+            except Exception as exc:  # noqa: BLE001 - any failure of the optional fast path falls back
+                log.warning("static-cache greedy decoding failed (%s: %s); using the dynamic cache", type(exc).__name__,
+                            exc)
+                self.static_greedy = False
+        generator = torch.Generator(device=self.device)
+        return self.rollouts(ids, [RowSpec("greedy", max_tokens)], generator)[0]
+
+    def _static_greedy(self, ids: list[int], max_tokens: int) -> Rollout:
+        from transformers import GenerationConfig, StaticCache
+
+        length = -(-(len(ids) + max_tokens) // 256) * 256
+        config = GenerationConfig(max_new_tokens=max_tokens, do_sample=False, num_beams=1,
+                                  eos_token_id=sorted(self.eos_ids), pad_token_id=self.tokenizer.pad_token_id,
+                                  repetition_penalty=1.0, no_repeat_ngram_size=0)
+        with torch.inference_mode():
+            cache = StaticCache(config=self.model.config, max_cache_len=length)
+            out = self.model.generate(torch.tensor([ids], device=self.device), generation_config=config,
+                                      **{self._cache_kwarg: cache})
+        tokens = [int(t) for t in out[0, len(ids):].tolist()]
+        self._count(len(ids))  # the prompt's forward, then one per decoded token after the first
+        for _ in tokens[1:]:
+            self._count(1)
+        finish: Literal["eos", "clause", "length"] = "eos" if tokens and tokens[-1] in self.eos_ids else "length"
+        return Rollout(tokens=tokens, logprob=float("nan"), finish=finish)
 
     def _start_decode(self, entries: list[_Entry], owners: list[int]) -> tuple[Any, torch.Tensor | None,
                                                                               torch.Tensor | None]:

@@ -36,7 +36,8 @@ def minilm_path() -> Path | None:
 
 
 class SentenceEmbedder:
-    """A sentence-transformers model loaded from a local folder (never the network)."""
+    """A sentence-transformers model loaded from a local folder (never the network), on the generator's device:
+    on a GPU every similarity update would otherwise wait for a CPU encoder."""
 
     def __init__(self, path: str | Path, device: str = "cpu") -> None:
         from sentence_transformers import SentenceTransformer
@@ -69,7 +70,7 @@ _shared: dict[str, SentenceEmbedder] = {}
 def make_embedder(spec: Any, backend: Any) -> Embedder | None:
     """``True``/``"auto"``: MiniLM when installed, else hidden states; ``"minilm"``: MiniLM or an error;
     ``"hidden"``: hidden states; ``False``/``None``: off; a path: that sentence-transformers folder; an object with
-    ``embed``: used as is."""
+    ``embed``: used as is. A sentence encoder runs on ``backend``'s device."""
     if spec is False or spec is None:
         return None
     if hasattr(spec, "embed"):
@@ -87,8 +88,9 @@ def make_embedder(spec: Any, backend: Any) -> Embedder | None:
     if isinstance(spec, (str, Path)):
         if not Path(spec).is_dir():
             raise RainError(f"Sentence encoder folder not found: {spec}")
-        key = str(Path(spec).resolve())
+        device = str(getattr(backend, "device", "cpu"))
+        key = f"{Path(spec).resolve()}@{device}"
         if key not in _shared:
-            _shared[key] = SentenceEmbedder(spec)
+            _shared[key] = SentenceEmbedder(spec, device=device)
         return _shared[key]
     raise RainError(f"Cannot use {spec!r} as the similarity embedder; pass True, False, 'minilm', 'hidden' or a folder.")

@@ -172,7 +172,10 @@ class Rain:
             calls0, tokens0 = self.backend.forward_calls, self.backend.tokens_processed
             rows = [RowSpec("full" if sample else "greedy", config.max_new_tokens)] * num_samples
             guard = ResponseGuard.no_repeat_ngrams(config.no_repeat_ngram_size, start=len(ids))
-            rollouts = self.backend.rollouts(ids, rows, self._generator(config.seed), guard)
+            if not sample and guard is None:
+                rollouts = [self.backend.greedy(ids, config.max_new_tokens)]
+            else:
+                rollouts = self.backend.rollouts(ids, rows, self._generator(config.seed), guard)
             wall = time.perf_counter() - start
             calls, tokens = self.backend.forward_calls - calls0, self.backend.tokens_processed - tokens0
         results = []

@@ -188,7 +188,9 @@ def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None, dtype: s
 
 def load_random_init(folder: str, *, device: str | None = None, dtype: str | None = None,
                      seed: int = 0) -> LoadedModel:
-    """A model with the architecture and tokenizer in ``folder`` but random weights.
+    """A model with the architecture in ``folder`` (its ``config.json``) but random weights, built directly on the
+    device (a 32B model never passes through host memory). The tokenizer is read from ``folder`` itself, or else
+    from a sibling folder named ``tokenizer`` (as in the repository's ``bench/archs``).
 
     Search speed does not depend on the weights, so this times RAIN on hardware where the real weights cannot be
     copied (e.g. a GPU machine reached with only a few MB of files).
@@ -199,12 +201,17 @@ def load_random_init(folder: str, *, device: str | None = None, dtype: str | Non
     path = Path(folder).expanduser()
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{path} has no config.json; pass a folder with a model config and a tokenizer.")
+    tokenizer_path = path if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file() \
+        else path.parent / "tokenizer"
+    if not tokenizer_path.is_dir():
+        raise ModelLoadError(f"No tokenizer for {path}: put tokenizer files in it or in {path.parent / 'tokenizer'}.")
     device = pick_device(device)
     torch.manual_seed(seed)
     config = AutoConfig.from_pretrained(str(path), local_files_only=True)
-    model = AutoModelForCausalLM.from_config(config, dtype=_torch_dtype(dtype, device))
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    model.to(device).eval()
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=_torch_dtype(dtype, device))
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True)
+    model.eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(model=model, tokenizer=tokenizer, name=f"{path.name} (random init)")

@@ -71,3 +71,15 @@ def test_clause_rows_stop_at_clause_end(tiny_backend):
         if row.finish == "clause":
             assert text[-1] in ",.?:;\n"
         assert row.finish in ("clause", "eos", "length")
+
+
+def test_static_cache_greedy_matches_the_dynamic_path(tiny_loaded):
+    """The CUDA fast path for plain greedy decoding (transformers' static cache), exercised on CPU."""
+    from rain_core.backend import TransformersBackend
+
+    fast = TransformersBackend(tiny_loaded, static_greedy=True)
+    slow = TransformersBackend(tiny_loaded, static_greedy=False)
+    ids = fast.encode("Human: How are you today?")
+    got, want = fast.greedy(ids, 12), slow.greedy(ids, 12)
+    assert fast.static_greedy  # it ran, and did not fall back
+    assert got.tokens == want.tokens and got.finish == want.finish
