@@ -44,6 +44,8 @@ class SentenceEmbedder:
 
         self.name = Path(path).name if Path(path).name != "model" else "all-MiniLM-L6-v2"
         self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        if str(device).startswith("cpu") and next(self.model.parameters()).dtype == torch.float16:
+            self.model.float()  # a half-precision copy (small to ship) runs many times slower on a CPU
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         with torch.inference_mode():

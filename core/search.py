@@ -111,6 +111,7 @@ class RainSearch:
         if ended_by_eos:
             tokens.pop()
         self.response.extend(tokens)
+        self.stats.completion_tokens = len(self.response)
         child.parent = None
         self.root = child
         remix_root_priors(child, self.config.root_noise)

