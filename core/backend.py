@@ -168,7 +168,7 @@ class TransformersBackend:
         self._current: ContextVar[Session | None] = ContextVar(f"rain_session_{id(self)}", default=None)
         self._total_calls = 0
         self._total_tokens = 0
-        self.active_sessions = 0
+        self.open_sessions = 0  # generations running now (for tests and monitoring)
         params = inspect.signature(self.model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self._keep_kwarg = "logits_to_keep" if "logits_to_keep" in params else None
@@ -181,23 +181,26 @@ class TransformersBackend:
         self.static_greedy = self.device.type == "cuda" if static_greedy is None else static_greedy
 
     # ----------------------------------------------------------------------------------------------- sessions
-    def session(self) -> Session:
-        """A fresh session: every generation starts from the same cache state (the pinned entries), so a seeded
-        run repeats exactly, whatever ran before it or runs beside it."""
-        return Session(self.cache_entries)
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A fresh session, open for the enclosed block: every generation starts from the same cache state (the
+        pinned entries), so a seeded run repeats exactly, whatever ran before it or runs beside it."""
+        with self._stats_lock:
+            self.open_sessions += 1
+        try:
+            yield Session(self.cache_entries)
+        finally:
+            with self._stats_lock:
+                self.open_sessions -= 1
 
     @contextmanager
     def using(self, session: Session) -> Iterator[Session]:
         """Run the enclosed calls (from the search, the judge, the embedder) in ``session``."""
         token = self._current.set(session)
-        with self._stats_lock:
-            self.active_sessions += 1
         try:
             yield session
         finally:
             self._current.reset(token)
-            with self._stats_lock:
-                self.active_sessions -= 1
 
     def _session(self) -> Session:
         return self._current.get() or self._default

@@ -73,6 +73,7 @@ class Rain:
 
     @property
     def lock(self) -> threading.RLock:
+        """The backend's pinning lock. Generations no longer need it: each runs in its own session."""
         return self.backend.lock
 
     def count_tokens(self, text: str) -> int:
@@ -118,24 +119,24 @@ class Rain:
         search = RainSearch(model=self.backend, evaluator=self.evaluator, embedder=self.embedder, config=config,
                             prompt=formatted, prompt_ids=ids, generator=self._generator(config.seed), trace=trace,
                             on_progress=on_progress)
-        session = self.backend.session()
         pieces = search.run()
         text = ""
-        try:
-            while True:
-                with self.backend.using(session):
-                    piece = next(pieces, None)
-                if piece is None:
-                    break
-                yield piece
-                text += piece
-                if until is not None and until(text):
+        with self.backend.session() as session:
+            try:
+                while True:
                     with self.backend.using(session):
-                        early = search.stopped_early()
-                    yield early
-                    return
-        finally:
-            pieces.close()
+                        piece = next(pieces, None)
+                    if piece is None:
+                        break
+                    yield piece
+                    text += piece
+                    if until is not None and until(text):
+                        with self.backend.using(session):
+                            early = search.stopped_early()
+                        yield early
+                        return
+            finally:
+                pieces.close()
         if search.result is not None:
             yield search.result
 
@@ -167,7 +168,7 @@ class Rain:
         config = self.resolve_config(None, overrides)
         formatted, ids = self._prepare(prompt, config, prompt_format)
         stops = tuple(config.stop) + formatted.stop_markers
-        with self.backend.using(self.backend.session()):
+        with self.backend.session() as session, self.backend.using(session):
             start = time.perf_counter()
             calls0, tokens0 = self.backend.forward_calls, self.backend.tokens_processed
             rows = [RowSpec("full" if sample else "greedy", config.max_new_tokens)] * num_samples

@@ -215,11 +215,10 @@ class ChatRain(RainFields, BaseChatModel):
         opening = text + '{"name": "'
         base = backend.encode(opening)
         scores = []
-        with self.engine.lock:
-            for name in names:
-                ids = backend.encode(opening + name + '"')
-                start = max(1, next((i for i, (a, b) in enumerate(zip(base, ids)) if a != b), len(base)))
-                scores.append(sum(float(backend.next_token_logprobs(ids[:i])[ids[i]]) for i in range(start, len(ids))))
+        for name in names:
+            ids = backend.encode(opening + name + '"')
+            start = max(1, next((i for i, (a, b) in enumerate(zip(base, ids)) if a != b), len(base)))
+            scores.append(sum(float(backend.next_token_logprobs(ids[:i])[ids[i]]) for i in range(start, len(ids))))
         return names[scores.index(max(scores))]
 
     def _run(self, call: _Call) -> GenerationResult:

@@ -145,7 +145,7 @@ class RainLLM(RainSettings, CustomLLM):
         return self.engine.generate(prompt, config=self.rain_config(kwargs), prompt_format=fmt)
 
     def _stream(self, request: Request, kwargs: dict[str, Any]) -> Iterator[str | GenerationResult]:
-        """Committed pieces, then the final result (`Rain.run`). It holds the model lock: consume it in one thread."""
+        """Committed pieces, then the final result (`Rain.run`)."""
         prompt, fmt = request
         return self.engine.run(prompt, config=self.rain_config(kwargs), prompt_format=fmt)
 

@@ -12,7 +12,7 @@ T = TypeVar("T")
 
 async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
     """Run the iterator ``make()`` returns entirely in one worker thread and hand its items to the event loop
-    through a queue. The loop never waits on the model, the iterator's thread-bound lock stays in one thread, and a
+    through a queue. The loop never waits on the model, the iterator stays in one thread, and a
     consumer that stops early makes the worker close the iterator at its next item."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()

@@ -30,7 +30,7 @@ def test_concurrent_seeded_requests_give_the_serial_texts(tiny_backend):
 
     with ThreadPoolExecutor(len(PROMPTS)) as pool:
         assert list(pool.map(one, range(len(PROMPTS)))) == serial
-    assert tiny_backend.active_sessions == 0
+    assert tiny_backend.open_sessions == 0
 
 
 def test_a_request_abandoned_mid_stream_leaves_the_others_and_the_model_usable(tiny_backend):
@@ -52,7 +52,7 @@ def test_a_request_abandoned_mid_stream_leaves_the_others_and_the_model_usable(t
     stream.close()  # the consumer walks away mid-generation
     worker.join(timeout=120)
     assert outcome["other"] == expected
-    assert tiny_backend.active_sessions == 0
+    assert tiny_backend.open_sessions == 0
     assert rain.generate(PROMPTS[1], seed=3).token_ids == expected
 
 

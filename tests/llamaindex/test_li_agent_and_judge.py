@@ -27,9 +27,8 @@ class ScriptedRain(Rain):
         formatted, ids = self._prepare(prompt, self.resolve_config(config, overrides), prompt_format)
         self.requests.append(prompt)
         text = self.script.pop(0)
-        with self.lock:
-            for start in range(0, len(text), 7):
-                yield text[start:start + 7]
+        for start in range(0, len(text), 7):
+            yield text[start:start + 7]
         out = self.backend.encode(text)
         yield GenerationResult(text=text, token_ids=out, finish_reason="eos", stats=SearchStats(
             prompt_tokens=len(ids), completion_tokens=len(out)))
