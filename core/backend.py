@@ -326,7 +326,8 @@ class TransformersBackend:
             self._pinned = {**self._pinned, key: entry}
 
     def reset_cache(self) -> None:
-        """Drop the default session's cache entries (pinned entries stay)."""
+        """Drop the default session's cache entries (pinned entries stay). Every generation does, so calls made
+        outside one (judging a finished answer) cost the same whatever ran before the last generation."""
         with self._default.lock:
             self._default.store.clear()
 

@@ -121,6 +121,7 @@ class Rain:
                             on_progress=on_progress)
         pieces = search.run()
         text = ""
+        self.backend.reset_cache()  # calls outside a generation (judging) start afresh after each, as they always did
         with self.backend.session() as session:
             try:
                 while True:
@@ -168,6 +169,7 @@ class Rain:
         config = self.resolve_config(None, overrides)
         formatted, ids = self._prepare(prompt, config, prompt_format)
         stops = tuple(config.stop) + formatted.stop_markers
+        self.backend.reset_cache()
         with self.backend.session() as session, self.backend.using(session):
             start = time.perf_counter()
             calls0, tokens0 = self.backend.forward_calls, self.backend.tokens_processed

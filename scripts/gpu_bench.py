@@ -39,7 +39,7 @@ PROMPTS = (
     "What should I do if I find a wallet on the street?",
     "Explain why the sky is blue in two sentences.",
 )
-ORDER = ("smollm2-135m", "llama3-8b-shape", "smollm2-1.7b", "qwen2.5-32b-shape")
+ORDER = ("llama3-8b-shape", "smollm2-135m", "smollm2-1.7b", "qwen2.5-32b-shape")  # the targets' shape first
 KEY_ARCH = "llama3-8b-shape"  # where the profile and the concurrency figures are taken
 
 
@@ -239,86 +239,101 @@ def bench(args: argparse.Namespace) -> None:
     report.save()
     print(json.dumps(report.data["setup"]), flush=True)
     archs = args.archs.split(",") if args.archs else list(ORDER)
-    config = dict(max_new_tokens=args.rain_tokens)
     for arch in archs:
-        folder = ARCHS / arch if arch != "tiny" else ARCHS / "smollm2-135m"
         if not report.fits(args.min_arch_s, f"{arch}: all"):
             continue
-        started = time.perf_counter()
-        loaded = load_random_init(str(folder), device=args.device, dtype=args.dtype)
-        if arch == "tiny":  # the CPU rehearsal: a few layers of the 135M shape
-            loaded.model.model.layers = loaded.model.model.layers[:2]
-            loaded.model.config.num_hidden_layers = 2
-        _sync()
-        params = sum(p.numel() for p in loaded.model.parameters())
-        report.add(arch=arch, what="build", params_b=round(params / 1e9, 2), seconds=round(time.perf_counter() - started, 1))
-        key = arch in (KEY_ARCH, "tiny")
-        big = params > 20e9
-        cap = args.rain_seconds * (1.5 if big else 1.0)
-
-        backend = TransformersBackend(loaded, static_greedy=arch in args.static_greedy.split(","))
-        rain = Rain(backend, evaluator="harmless", similarity=minilm or False, config=RainConfig(**config))
-        report.add(arch=arch, engine="new", what="embedder", device=str(getattr(getattr(rain.embedder, "model", None),
-                                                                                 "device", None)))
-        if report.fits(30, f"{arch}: new plain greedy (dynamic cache)"):
-            static = backend.static_greedy
-            backend.static_greedy = False
-            report.add(arch=arch, engine="new", what="plain_greedy_dynamic", **plain_greedy(rain, args.plain_tokens))
-            backend.static_greedy = static
-        if backend.static_greedy and report.fits(120, f"{arch}: new plain greedy (static cache, compiled)"):
-            report.add(arch=arch, engine="new", what="plain_greedy_static", **plain_greedy(rain, args.plain_tokens),
-                       still_static=backend.static_greedy)
-        if report.fits(cap + 5, f"{arch}: new RAIN K=1"):
-            report.add(arch=arch, engine="new", what="rain", parallel_leaves=1,
-                       **timed_rain(rain, PROMPTS[0], seconds=cap, seed=0))
-        if report.fits(cap + 5, f"{arch}: new RAIN K=4"):
-            report.add(arch=arch, engine="new", what="rain", parallel_leaves=4,
-                       **timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, parallel_leaves=4))
-        if key and report.fits(args.profile_seconds + 15, f"{arch}: new profile"):
-            for leaves in (1, 4):
-                share = kernel_share(lambda: timed_rain(rain, PROMPTS[2], seconds=args.profile_seconds, seed=1,
-                                                        max_new_tokens=1, parallel_leaves=leaves))
-                run = share.pop("run")
-                report.add(arch=arch, engine="new", what="profile", parallel_leaves=leaves, **share,
-                           iterations=run["iterations"], s_per_iteration=run["s_per_iteration"])
-        if key:
-            for n in (int(x) for x in args.concurrency.split(",")):
-                if report.fits(args.concurrency_seconds + 5, f"{arch}: new concurrency {n}"):
-                    merged0 = backend.batcher.merged_forwards if backend.batcher else 0
-                    report.add(arch=arch, engine="new", what="concurrent",
-                               **concurrent(rain, n, args.concurrent_tokens, args.concurrency_seconds),
-                               merged_forwards=(backend.batcher.merged_forwards - merged0) if backend.batcher else None)
-        del rain, backend
-        if old is not None and (arch in args.old_archs.split(",") or arch == "tiny"):
-            old_backend = old.TransformersBackend(loaded)
-            old_embedder = None
-            if minilm:  # what the old engine did: MiniLM on the CPU, in float32
-                old_embedder = old.embedder.SentenceEmbedder(minilm)
-                old_embedder.model.float()
-            old_rain = old.Rain(old_backend, evaluator="harmless", similarity=old_embedder or False,
-                                config=old.RainConfig(**config))
-            if report.fits(30, f"{arch}: old plain greedy"):
-                report.add(arch=arch, engine="old", what="plain_greedy_dynamic", **plain_greedy(old_rain, args.plain_tokens))
-            if report.fits(cap + 5, f"{arch}: old RAIN"):
-                report.add(arch=arch, engine="old", what="rain", parallel_leaves=1,
-                           **timed_rain(old_rain, PROMPTS[0], seconds=cap, seed=0))
-            if key and report.fits(args.profile_seconds + 15, f"{arch}: old profile"):
-                share = kernel_share(lambda: timed_rain(old_rain, PROMPTS[2], seconds=args.profile_seconds, seed=1,
-                                                        max_new_tokens=1))
-                run = share.pop("run")
-                report.add(arch=arch, engine="old", what="profile", parallel_leaves=1, **share,
-                           iterations=run["iterations"], s_per_iteration=run["s_per_iteration"])
-            if key and report.fits(args.concurrency_seconds + 5, f"{arch}: old concurrency 4"):
-                report.add(arch=arch, engine="old", what="concurrent",
-                           **concurrent(old_rain, 4, args.concurrent_tokens, args.concurrency_seconds))
-            del old_rain, old_backend
-        del loaded
+        try:
+            arch_bench(arch, args, report, old, minilm, Rain, RainConfig, TransformersBackend, load_random_init)
+        except Exception as exc:  # noqa: BLE001 - one shape failing must not cost the others
+            report.add(arch=arch, what="error", error=f"{type(exc).__name__}: {exc}"[:300])
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     report.data["finished_s"] = round(report.elapsed(), 1)
     report.save()
     print(f"done in {report.elapsed():.0f}s; figures in {report.out / 'gpu_bench.json'}", flush=True)
+
+
+def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, minilm: str | None, Rain: Any,
+               RainConfig: Any, TransformersBackend: Any, load_random_init: Any) -> None:
+    """Every figure for one shape: the new engine first, then the old one, then the compiled greedy path (its
+    compilation is the slowest part and the least important)."""
+    started = time.perf_counter()
+    folder = ARCHS / ("smollm2-135m" if arch == "tiny" else arch)
+    loaded = load_random_init(str(folder), device=args.device, dtype=args.dtype)
+    if arch == "tiny":  # the CPU rehearsal: two layers of the 135M shape
+        loaded.model.model.layers = loaded.model.model.layers[:2]
+        loaded.model.config.num_hidden_layers = 2
+    _sync()
+    params = sum(p.numel() for p in loaded.model.parameters())
+    report.add(arch=arch, what="build", params_b=round(params / 1e9, 2), seconds=round(time.perf_counter() - started, 1))
+    key = arch in (KEY_ARCH, "tiny")
+    cap = args.rain_seconds * (1.5 if params > 20e9 else 1.0)
+    config = RainConfig(max_new_tokens=args.rain_tokens)
+
+    def section(name: str, need: float, run: Callable[[], dict[str, Any]], **labels: Any) -> None:
+        if not report.fits(need, f"{arch}: {name}"):
+            return
+        try:
+            report.add(arch=arch, what=name, **labels, **run())
+        except Exception as exc:  # noqa: BLE001 - recorded, and the run goes on
+            report.add(arch=arch, what=name, **labels, error=f"{type(exc).__name__}: {exc}"[:300])
+
+    backend = TransformersBackend(loaded, static_greedy=False)
+    try:
+        rain = Rain(backend, evaluator="harmless", similarity=minilm or False, config=config)
+    except Exception as exc:  # noqa: BLE001 - e.g. an encoder this machine cannot read: time without it
+        report.add(arch=arch, what="embedder", error=f"{type(exc).__name__}: {exc}"[:300], similarity="off")
+        rain = Rain(backend, evaluator="harmless", similarity=False, config=config)
+    model = getattr(rain.embedder, "model", None)
+    report.add(arch=arch, engine="new", what="embedder", device=str(getattr(model, "device", None)))
+    section("plain_greedy_dynamic", 30, lambda: plain_greedy(rain, args.plain_tokens), engine="new")
+    section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0), engine="new", parallel_leaves=1)
+    if key or arch in args.k4_archs.split(","):
+        section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, parallel_leaves=4),
+                engine="new", parallel_leaves=4)
+    if key:
+        for leaves in (1, 4):
+            section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, leaves),
+                    engine="new", parallel_leaves=leaves)
+        for n in (int(x) for x in args.concurrency.split(",")):
+            merged0 = backend.batcher.merged_forwards if backend.batcher else 0
+            section("concurrent", args.concurrency_seconds + 5,
+                    lambda: {**concurrent(rain, n, args.concurrent_tokens, args.concurrency_seconds),
+                             "merged_forwards": backend.batcher.merged_forwards - merged0 if backend.batcher else None},
+                    engine="new")
+    if old is not None and (arch in args.old_archs.split(",") or arch == "tiny"):
+        old_embedder = None
+        if minilm:  # what the old engine did: MiniLM on the CPU, in float32
+            try:
+                old_embedder = old.embedder.SentenceEmbedder(minilm)
+                old_embedder.model.float()
+            except Exception as exc:  # noqa: BLE001
+                report.add(arch=arch, engine="old", what="embedder", error=f"{type(exc).__name__}: {exc}"[:300])
+        old_rain = old.Rain(old.TransformersBackend(loaded), evaluator="harmless", similarity=old_embedder or False,
+                            config=old.RainConfig(max_new_tokens=args.rain_tokens))
+        section("plain_greedy_dynamic", 30, lambda: plain_greedy(old_rain, args.plain_tokens), engine="old")
+        section("rain", cap + 5, lambda: timed_rain(old_rain, PROMPTS[0], seconds=cap, seed=0), engine="old",
+                parallel_leaves=1)
+        if key and args.old_profile:
+            section("profile", args.profile_seconds + 15, lambda: profiled(old_rain, args.profile_seconds, None),
+                    engine="old", parallel_leaves=1)
+        if key and args.old_concurrency:
+            section("concurrent", args.concurrency_seconds + 5,
+                    lambda: concurrent(old_rain, 4, args.concurrent_tokens, args.concurrency_seconds), engine="old")
+        del old_rain
+    if arch in args.static_greedy.split(","):
+        backend.static_greedy = True
+        section("plain_greedy_static", args.compile_seconds,
+                lambda: {**plain_greedy(rain, args.plain_tokens), "still_static": backend.static_greedy}, engine="new")
+
+
+def profiled(rain: Any, seconds: float, leaves: int | None) -> dict[str, Any]:
+    """Kernel share of a short RAIN run (one commit, at most ``seconds``) under torch.profiler."""
+    extra = {} if leaves is None else {"parallel_leaves": leaves}
+    share = kernel_share(lambda: timed_rain(rain, PROMPTS[2], seconds=seconds, seed=1, max_new_tokens=1, **extra))
+    run = share.pop("run")
+    return {**share, "iterations": run["iterations"], "s_per_iteration": run["s_per_iteration"]}
 
 
 def main() -> None:
@@ -336,9 +351,13 @@ def main() -> None:
     run.add_argument("--old-archs", default="smollm2-135m,llama3-8b-shape")
     run.add_argument("--minilm", default=None, help="sentence encoder folder (similarity credit on); off when absent")
     run.add_argument("--static-greedy", default=KEY_ARCH, help="archs whose plain greedy uses the compiled static cache")
-    run.add_argument("--budget", type=float, default=420.0, help="seconds for the whole run")
+    run.add_argument("--budget", type=float, default=400.0, help="seconds for the whole run")
     run.add_argument("--rain-tokens", type=int, default=17, help="max_new_tokens of the RAIN runs (1+2+4+10)")
-    run.add_argument("--rain-seconds", type=float, default=30.0, help="cap on one RAIN run")
+    run.add_argument("--rain-seconds", type=float, default=25.0, help="cap on one RAIN run (x1.5 over 20B)")
+    run.add_argument("--k4-archs", default=KEY_ARCH, help="shapes also timed with parallel_leaves=4")
+    run.add_argument("--old-profile", action="store_true", help="also profile the old engine (key shape)")
+    run.add_argument("--old-concurrency", action="store_true", help="also time 4 concurrent requests on the old one")
+    run.add_argument("--compile-seconds", type=float, default=90.0, help="time to leave for the compiled greedy path")
     run.add_argument("--plain-tokens", type=int, default=32)
     run.add_argument("--profile-seconds", type=float, default=12.0)
     run.add_argument("--concurrent-tokens", type=int, default=3, help="max_new_tokens per concurrent request (1+2)")
