@@ -257,7 +257,7 @@ class TransformersBackend:
             self._total_tokens += tokens
 
     def _forward(self, input_ids: torch.Tensor, cache: Any, keep_last: bool, attention_mask: torch.Tensor | None = None,
-                 position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+                 position_ids: torch.Tensor | None = None, count: bool = True) -> tuple[torch.Tensor, Any]:
         kwargs: dict[str, Any] = {"input_ids": input_ids.to(self.device), "use_cache": True}
         if cache is not None:
             kwargs[self._cache_kwarg] = cache
@@ -268,21 +268,26 @@ class TransformersBackend:
             kwargs["position_ids"] = position_ids.to(self.device) if position_ids is not None else None
         with torch.inference_mode():
             out = self.model(**kwargs)
-        self._count(int(input_ids.numel()))
+        if count:
+            self._count(int(input_ids.numel()))
         new_cache = out.get("cache") if "cache" in out else out.get("past_key_values")
         return out.logits.float(), new_cache
 
     def _step_forward(self, input_ids: torch.Tensor, cache: Any, attention_mask: torch.Tensor | None,
                       position_ids: torch.Tensor | None) -> tuple[torch.Tensor, Any]:
-        logits, cache = self._forward(input_ids, cache, True, attention_mask, position_ids)
+        """A decode step, uncounted: the batcher may run it for several sessions, so each counts its own rows."""
+        logits, cache = self._forward(input_ids, cache, True, attention_mask, position_ids, count=False)
         return logits[:, -1], cache
 
     def _decode_step(self, step: torch.Tensor, cache: Any, attention_mask: torch.Tensor | None,
                      position_ids: torch.Tensor | None) -> tuple[torch.Tensor, Any]:
         """One new token per row: through the step batcher when on (shared with concurrent sessions), else alone."""
         if self.batcher is not None:
-            return self.batcher.step(StepJob(step.to(self.device), cache, attention_mask, position_ids))
-        return self._step_forward(step, cache, attention_mask, position_ids)
+            out = self.batcher.step(StepJob(step.to(self.device), cache, attention_mask, position_ids))
+        else:
+            out = self._step_forward(step, cache, attention_mask, position_ids)
+        self._count(int(step.numel()))
+        return out
 
     def _prefix(self, ids: Sequence[int]) -> _Entry:
         """The cache and next-token logits after ``ids``, reusing the longest stored prefix."""
