@@ -92,6 +92,9 @@ class LanguageModel(Protocol):
 
     Counters: ``forward_calls`` and ``tokens_processed`` count every forward pass and input position, judging
     included (what `rain bench` and the equal-compute comparisons read).
+
+    Optional: ``rollouts_many(groups, generator, guard)`` (several prefixes' rows in one batch; `parallel_leaves`
+    uses it when present, else one `rollouts` call per leaf).
     """
 
     tokenizer: Any
@@ -378,7 +381,7 @@ class TransformersBackend:
             positions: torch.Tensor | None = None
             while active:
                 if guard is not None:
-                    logits = guard.apply([prefixes[owner[i]] + results[i].tokens for i in active], logits)
+                    logits = _guarded(guard, [prefixes[owner[i]] + results[i].tokens for i in active], logits)
                 logprobs = torch.log_softmax(logits, dim=-1)
                 chosen = self._pick(logprobs, [specs[i] for i in active], generator)
                 picked = logprobs.gather(1, chosen.unsqueeze(1).to(logprobs.device)).squeeze(1).tolist()
@@ -525,6 +528,19 @@ class TransformersBackend:
                 self._count(len(ids))
                 vectors.append(out.hidden_states[-1][0].float().mean(0).cpu())
             return torch.stack(vectors)
+
+
+def _guarded(guard: ResponseGuard, histories: list[list[int]], logits: torch.Tensor) -> torch.Tensor:
+    """``guard`` applied to rows whose histories may differ in length (the guard needs equal lengths per call)."""
+    lengths = {len(h) for h in histories}
+    if len(lengths) == 1:
+        return guard.apply(histories, logits)
+    out = logits.clone()
+    for length in lengths:
+        rows = [r for r, h in enumerate(histories) if len(h) == length]
+        index = torch.tensor(rows, device=logits.device)
+        out[index] = guard.apply([histories[r] for r in rows], logits[index])
+    return out
 
 
 def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:

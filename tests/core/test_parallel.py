@@ -68,3 +68,12 @@ def test_batched_judgements_equal_single_ones(tiny_backend):
 def test_parallel_leaves_must_be_positive():
     with pytest.raises(ConfigError, match="parallel_leaves"):
         RainConfig(parallel_leaves=0)
+
+
+def test_parallel_leaves_with_a_response_guard(tiny_backend):
+    """Leaves at different depths carry histories of different lengths through the no-repeat guard."""
+    rain = Rain(tiny_backend, evaluator=_judge_positive, similarity=False, max_iterations=24, min_iterations=24,
+                max_new_tokens=4, parallel_leaves=4, no_repeat_ngram_size=2)  # deep enough to mix leaf depths
+    result = rain.generate("How are you today?", seed=2)
+    pairs = list(zip(result.token_ids, result.token_ids[1:]))
+    assert result.token_ids and len(pairs) == len(set(pairs))  # no 2-gram twice in the response
