@@ -157,6 +157,7 @@ class TransformersBackend:
     """
 
     def __init__(self, loaded: LoadedModel, *, cache_entries: int = 12, batch_steps: bool | None = None,
+                 batch_prefill: bool | None = None,
                  static_greedy: bool | None = None) -> None:
         self.loaded = loaded
         self.model = loaded.model
@@ -175,11 +176,15 @@ class TransformersBackend:
         params = inspect.signature(self.model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self._keep_kwarg = "logits_to_keep" if "logits_to_keep" in params else None
+        # whether logits_to_keep also takes a tensor of positions (else all logits are computed and indexed)
+        self._keep_positions = self._keep_kwarg is not None and "Tensor" in str(params[self._keep_kwarg].annotation)
         self.eos_ids = self._find_eos_ids()
         self._clause_end = self._clause_end_mask()
         if batch_steps is None:
             batch_steps = self.device.type == "cuda"
-        self.batcher = StepBatcher(self._step_forward) if batch_steps else None
+        self.batcher = StepBatcher(self._batch_forward) if batch_steps else None
+        # Prefills (prefix extensions, the judge's rows) join the shared forwards too (with the batcher, by default).
+        self.batch_prefill = bool(batch_steps) if batch_prefill is None else batch_prefill
         # Plain greedy decoding through transformers' static cache (compiled into CUDA graphs by `generate` on a GPU).
         self.static_greedy = self.device.type == "cuda" if static_greedy is None else static_greedy
 
@@ -260,12 +265,18 @@ class TransformersBackend:
             self._total_tokens += tokens
 
     def _forward(self, input_ids: torch.Tensor, cache: Any, keep_last: bool, attention_mask: torch.Tensor | None = None,
-                 position_ids: torch.Tensor | None = None, count: bool = True) -> tuple[torch.Tensor, Any]:
+                 position_ids: torch.Tensor | None = None, count: bool = True,
+                 keep: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        """Logits (at the last position with ``keep_last``, at positions ``keep`` when given, else everywhere)."""
         kwargs: dict[str, Any] = {"input_ids": input_ids.to(self.device), "use_cache": True}
         if cache is not None:
             kwargs[self._cache_kwarg] = cache
+        if keep is not None and keep.numel() == 1 and int(keep[0]) == input_ids.shape[1] - 1:
+            keep, keep_last = None, True  # just the last position: the plain path
         if keep_last and self._keep_kwarg:
             kwargs[self._keep_kwarg] = 1
+        elif keep is not None and self._keep_positions:
+            kwargs[self._keep_kwarg] = keep.to(self.device)
         if attention_mask is not None:
             kwargs["attention_mask"] = attention_mask.to(self.device)
             kwargs["position_ids"] = position_ids.to(self.device) if position_ids is not None else None
@@ -274,13 +285,32 @@ class TransformersBackend:
         if count:
             self._count(int(input_ids.numel()))
         new_cache = out.get("cache") if "cache" in out else out.get("past_key_values")
-        return out.logits.float(), new_cache
+        logits = out.logits
+        if keep_last and not self._keep_kwarg:
+            logits = logits[:, -1:]
+        elif keep is not None and not self._keep_positions:
+            logits = logits[:, keep.to(logits.device)]
+        return logits.float(), new_cache
 
     def _step_forward(self, input_ids: torch.Tensor, cache: Any, attention_mask: torch.Tensor | None,
                       position_ids: torch.Tensor | None) -> tuple[torch.Tensor, Any]:
-        """A decode step, uncounted: the batcher may run it for several sessions, so each counts its own rows."""
+        """A decode step, uncounted (`_decode_step` counts it)."""
         logits, cache = self._forward(input_ids, cache, True, attention_mask, position_ids, count=False)
         return logits[:, -1], cache
+
+    def _batch_forward(self, input_ids: torch.Tensor, cache: Any, attention_mask: torch.Tensor | None,
+                       position_ids: torch.Tensor | None, keep: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """What the step batcher runs, uncounted: the forward may serve several sessions, so each counts its own."""
+        return self._forward(input_ids, cache, False, attention_mask, position_ids, count=False, keep=keep)
+
+    def _shared_prefill(self, input_ids: torch.Tensor, cache: Any,
+                        lengths: list[int] | None = None) -> tuple[torch.Tensor, Any]:
+        """A prefill (rows right-padded to ``lengths``) through the batcher, shared with concurrent sessions'
+        forwards; the logits after each row's last real token [rows, vocab] and the extended cache."""
+        assert self.batcher is not None
+        out = self.batcher.step(StepJob(input_ids.to(self.device), cache, lengths=lengths))
+        self._count(int(input_ids.numel()))
+        return out
 
     def _decode_step(self, step: torch.Tensor, cache: Any, attention_mask: torch.Tensor | None,
                      position_ids: torch.Tensor | None) -> tuple[torch.Tensor, Any]:
@@ -315,8 +345,12 @@ class TransformersBackend:
         best_len = min(best_len, len(key) - 1)  # at least one token must run to produce logits
         cache = kv.crop(best.cache, best_len) if best is not None and best_len > 0 else None
         rest = torch.tensor([key[best_len:]], dtype=torch.long)
-        logits, cache = self._forward(rest, cache, keep_last=True)
-        entry = _Entry(cache=cache, logits=logits[0, -1])
+        if self.batch_prefill and self.batcher is not None:
+            last, cache = self._shared_prefill(rest, cache)
+            entry = _Entry(cache=cache, logits=last[0])
+        else:
+            logits, cache = self._forward(rest, cache, keep_last=True)
+            entry = _Entry(cache=cache, logits=logits[0, -1])
         store[key] = entry
         while len(store) > session.capacity:
             store.popitem(last=False)
@@ -512,6 +546,9 @@ class TransformersBackend:
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
             batch = torch.tensor([t + [pad] * (width - len(t)) for t in tails], dtype=torch.long)
             cache = kv.repeat(entry.cache, len(rows))
+            if self.batch_prefill and self.batcher is not None:
+                last, _ = self._shared_prefill(batch, cache, lengths=[len(t) for t in tails])
+                return torch.log_softmax(last, dim=-1)
             with torch.inference_mode():
                 logits, _ = self._forward(batch, cache, keep_last=False)
             last = torch.stack([logits[i, len(t) - 1] for i, t in enumerate(tails)])

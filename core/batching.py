@@ -10,10 +10,16 @@ Rows of different requests have caches of different lengths. They are left-padde
 masked out, with each row's true position passed to the rotary embedding; the rows then compute what they would
 alone, up to floating-point rounding (a batch of other shapes may pick other kernels). That is why the batcher is on
 by default only on CUDA, where the gain is large; on CPU, threads already run their forwards in parallel.
+
+Prefills (a prefix extension, the judge's rows: several tokens per row) can join the same forwards
+(``backend.batch_prefill``): their rows are right-padded to the widest, which a causal model never looks ahead at,
+and each row's logits are read at its last real token. A merged forward that fails (a model that cannot take one)
+switches merging off and the steps run one by one.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -22,22 +28,30 @@ import torch
 
 from . import kv
 
-#: ``forward(input_ids, cache, attention_mask, position_ids) -> (last-position logits [rows, vocab], new cache)``
-Forward = Callable[[torch.Tensor, Any, "torch.Tensor | None", "torch.Tensor | None"], tuple[torch.Tensor, Any]]
+log = logging.getLogger(__name__)
+
+#: ``forward(input_ids, cache, attention_mask, position_ids, keep) -> (logits [rows, len(keep), vocab], new cache)``:
+#: the logits at the input positions ``keep`` (one index tensor for every row).
+Forward = Callable[[torch.Tensor, Any, "torch.Tensor | None", "torch.Tensor | None", torch.Tensor],
+                   tuple[torch.Tensor, Any]]
 
 
 @dataclass
 class StepJob:
-    """One decode step of one generation: ``input_ids`` [rows, 1] after ``cache``.
+    """One forward of one generation: ``input_ids`` [rows, width] after ``cache`` (None: from scratch). A decode
+    step has width 1; a prefill (a prefix extension, the judge's rows) is wider, its rows right-padded to the width
+    with ``lengths`` giving each row's real tokens. The result is the logits after each row's last real token
+    [rows, vocab] and the cache extended by the whole width.
 
-    attention_mask: [rows, cached + 1] (1 = real position) when the cache itself holds padding, else None.
-    position_ids: [rows, 1] true positions of the new tokens when the cache holds padding, else None.
+    attention_mask: [rows, cached + width] (1 = real position) when the cache itself holds padding, else None.
+    position_ids: [rows, width] true positions of the new tokens when the cache holds padding, else None.
     """
 
     input_ids: torch.Tensor
     cache: Any
     attention_mask: torch.Tensor | None = None
     position_ids: torch.Tensor | None = None
+    lengths: list[int] | None = None  # real tokens per row when rows are right-padded (else every row is full)
     result: tuple[torch.Tensor, Any] | None = None
     error: BaseException | None = None
     done: bool = False
@@ -59,6 +73,7 @@ class StepBatcher:
         self._cond = threading.Condition()
         self._pending: list[StepJob] = []
         self._busy = False
+        self.merging = True  # switched off for good if a merged forward ever fails
         self.merged_forwards = 0  # forwards that served more than one step (for benchmarks)
         self.steps = 0
 
@@ -93,33 +108,89 @@ class StepBatcher:
 
     def _run(self, batch: list[StepJob]) -> None:
         self.steps += len(batch)
+        if len(batch) > 1 and self.merging:
+            try:
+                if self._run_merged(batch):
+                    return
+            except Exception as exc:  # noqa: BLE001 - a model that cannot take a merged batch still runs, unmerged
+                log.warning("merged forward failed (%s: %s); running concurrent steps one by one from now on",
+                            type(exc).__name__, exc)
+                self.merging = False
         try:
-            merged = kv.merge_left_padded([job.cache for job in batch]) if len(batch) > 1 else None
-            if merged is None:
-                for job in batch:
-                    job.result = self.forward(job.input_ids, job.cache, job.attention_mask, job.position_ids)
+            for job in batch:
+                if not job.done:
+                    lasts = _last_positions(job)
+                    keep = sorted(set(lasts))
+                    logits, cache = self.forward(job.input_ids, job.cache, job.attention_mask, job.position_ids,
+                                                 torch.tensor(keep, device=job.input_ids.device))
+                    job.result = (_at(logits, lasts, keep), cache)
                     job.done = True
-                return
-            cache, lengths = merged
-            self.merged_forwards += 1
-            longest = max(lengths)
-            masks, positions = [], []
-            for job, length in zip(batch, lengths):
-                device = job.input_ids.device
-                mask = job.attention_mask if job.attention_mask is not None else torch.ones(
-                    job.rows, length + 1, dtype=torch.long, device=device)
-                masks.append(torch.nn.functional.pad(mask.long(), (longest - length, 0)))
-                positions.append(job.position_ids if job.position_ids is not None else torch.full(
-                    (job.rows, 1), length, dtype=torch.long, device=device))
-            ids = torch.cat([job.input_ids for job in batch])
-            logits, cache = self.forward(ids, cache, torch.cat(masks), torch.cat(positions))
-            start = 0
-            for job, length in zip(batch, lengths):
-                stop = start + job.rows
-                job.result = (logits[start:stop], kv.split_rows(cache, start, stop, length + 1))
-                job.done = True
-                start = stop
         except BaseException as exc:  # noqa: BLE001 - handed to every waiting step, re-raised in its thread
             for job in batch:
                 if not job.done:
                     job.error, job.done = exc, True
+
+    def _run_merged(self, batch: list[StepJob]) -> bool:
+        """Run ``batch`` as one forward; False when its caches cannot be merged (then nothing ran)."""
+        merged = _merge(batch)
+        if merged is None:
+            return False
+        ids, cache, mask, positions, lengths, longest = merged
+        self.merged_forwards += 1
+        lasts = [p for job in batch for p in _last_positions(job)]
+        keep = sorted(set(lasts))
+        logits, cache = self.forward(ids, cache, mask, positions, torch.tensor(keep, device=ids.device))
+        picked = _at(logits, lasts, keep)
+        start = 0
+        for job, length in zip(batch, lengths):
+            stop = start + job.rows
+            width = int(job.input_ids.shape[1])
+            job.result = (picked[start:stop], None if cache is None else
+                          kv.split_rows(cache, start, stop, length + width, first=longest - length))
+            job.done = True
+            start = stop
+        return True
+
+
+def _last_positions(job: StepJob) -> list[int]:
+    """Index of each row's last real token within the job's input."""
+    width = int(job.input_ids.shape[1])
+    return [n - 1 for n in (job.lengths if job.lengths is not None else [width] * job.rows)]
+
+
+def _at(logits: torch.Tensor, lasts: list[int], keep: list[int]) -> torch.Tensor:
+    """Row r's logits at input position ``lasts[r]``, from logits kept at the positions ``keep`` [rows, keep, vocab]."""
+    index = torch.tensor([keep.index(p) for p in lasts], device=logits.device)
+    return logits[torch.arange(len(lasts), device=logits.device), index]
+
+
+def _merge(batch: list[StepJob]) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor, list[int], int] | None:
+    """One input for ``batch``: caches left-padded to the longest, inputs right-padded to the widest (a causal
+    model never looks ahead, so trailing padding changes no real position), the left padding masked out and every
+    token given its true position. None when the caches cannot be padded (the jobs then run one by one)."""
+    caches = [job.cache for job in batch]
+    present = [c for c in caches if c is not None]
+    if present:
+        caches = [c if c is not None else kv.empty_rows(present[0], job.rows) for c, job in zip(caches, batch)]
+        merged = kv.merge_left_padded(caches)
+        if merged is None:
+            return None
+        cache, lengths = merged
+    else:
+        cache, lengths = None, [0] * len(batch)
+    longest = max(lengths)
+    width = max(int(job.input_ids.shape[1]) for job in batch)
+    ids, masks, positions = [], [], []
+    for job, length in zip(batch, lengths):
+        device = job.input_ids.device
+        own = int(job.input_ids.shape[1])
+        ids.append(torch.nn.functional.pad(job.input_ids, (0, width - own)))
+        mask = job.attention_mask.long() if job.attention_mask is not None else torch.ones(
+            job.rows, length + own, dtype=torch.long, device=device)
+        mask = torch.nn.functional.pad(mask, (longest - length, 0), value=0)
+        masks.append(torch.nn.functional.pad(mask, (0, width - own), value=1))
+        pos = job.position_ids if job.position_ids is not None else (
+            length + torch.arange(own, device=device)).expand(job.rows, own)
+        extra = pos[:, -1:] + torch.arange(1, width - own + 1, device=device)
+        positions.append(torch.cat([pos, extra], dim=1))
+    return torch.cat(ids), cache, torch.cat(masks), torch.cat(positions), lengths, longest

@@ -91,12 +91,21 @@ def merge_left_padded(caches: list[Any]) -> tuple[Any, list[int]] | None:
     return merged, lengths
 
 
-def split_rows(cache: Any, start: int, stop: int, length: int) -> Any:
-    """A fork of rows ``start:stop`` of ``cache`` keeping only its last ``length`` positions (undoes a merge)."""
+def split_rows(cache: Any, start: int, stop: int, length: int, first: int = 0) -> Any:
+    """A fork of rows ``start:stop`` of ``cache`` keeping positions ``first:first + length`` (undoes a merge)."""
     twin = fork(cache)
     for layer in twin.layers:
         if getattr(layer, "is_initialized", True) and layer.keys is not None and layer.keys.numel():
-            total = layer.keys.shape[-2]
-            layer.keys = layer.keys[start:stop, :, total - length:, :]
-            layer.values = layer.values[start:stop, :, total - length:, :]
+            layer.keys = layer.keys[start:stop, :, first:first + length, :]
+            layer.values = layer.values[start:stop, :, first:first + length, :]
+    return twin
+
+
+def empty_rows(like: Any, rows: int) -> Any:
+    """A cache shaped like ``like`` with ``rows`` rows and no positions (a from-scratch row in a merged batch)."""
+    twin = fork(like)
+    for layer in twin.layers:
+        if getattr(layer, "is_initialized", True) and layer.keys is not None:
+            layer.keys = layer.keys.new_zeros((rows, *layer.keys.shape[1:-2], 0, layer.keys.shape[-1]))
+            layer.values = layer.values.new_zeros((rows, *layer.values.shape[1:-2], 0, layer.values.shape[-1]))
     return twin

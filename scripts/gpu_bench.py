@@ -287,14 +287,17 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
         except Exception as exc:  # noqa: BLE001 - recorded, and the run goes on
             report.add(arch=arch, what=name, **labels, error=f"{type(exc).__name__}: {exc}"[:300])
 
-    backend = TransformersBackend(loaded, static_greedy=False)
+    steps = {"auto": None, "on": True, "off": False}[args.batch_steps]
+    backend = TransformersBackend(loaded, static_greedy=False, batch_steps=steps,
+                                  batch_prefill=False if args.no_batch_prefill else None)
     try:
         rain = Rain(backend, evaluator="harmless", similarity=minilm or False, config=config)
     except Exception as exc:  # noqa: BLE001 - e.g. an encoder this machine cannot read: time without it
         report.add(arch=arch, what="embedder", error=f"{type(exc).__name__}: {exc}"[:300], similarity="off")
         rain = Rain(backend, evaluator="harmless", similarity=False, config=config)
     model = getattr(rain.embedder, "model", None)
-    report.add(arch=arch, engine="new", what="embedder", device=str(getattr(model, "device", None)))
+    report.add(arch=arch, engine="new", what="embedder", device=str(getattr(model, "device", None)),
+               batch_steps=backend.batcher is not None, batch_prefill=backend.batch_prefill)
     section("plain_greedy_dynamic", 30, lambda: plain_greedy(rain, args.plain_tokens), engine="new")
     section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0), engine="new", parallel_leaves=1)
     if key or arch in args.k4_archs.split(","):
@@ -373,6 +376,9 @@ def main() -> None:
     run.add_argument("--concurrency-seconds", type=float, default=30.0, help="cap on one concurrency level")
     run.add_argument("--min-arch-s", type=float, default=25.0, help="do not start a shape with less time than this")
     run.add_argument("--threads", type=int, default=4, help="torch CPU threads")
+    run.add_argument("--no-batch-prefill", action="store_true", help="share only decode steps between requests")
+    run.add_argument("--batch-steps", choices=("auto", "on", "off"), default="auto",
+                     help="share forwards between requests (auto: on CUDA)")
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.old_commit, args.minilm)

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from rain_core import Rain
+from rain_core import Rain, kv
 from rain_core.backend import RowSpec, TransformersBackend
 from test_search import _judge_positive
 
@@ -93,3 +93,44 @@ def test_requests_sharing_decode_forwards_give_the_serial_texts(tiny_loaded):
 
     with ThreadPoolExecutor(len(PROMPTS)) as pool:
         assert list(pool.map(one, range(len(PROMPTS)))) == serial
+
+
+def test_prefills_through_the_batcher_equal_a_from_scratch_forward(tiny_loaded):
+    """Prefix extensions and the judge's right-padded rows, run as step-batcher jobs (``batch_prefill``)."""
+    backend = TransformersBackend(tiny_loaded, batch_steps=True, batch_prefill=True)
+    ids = backend.encode("The movie was great, and the cast was wonderful. I loved it!")
+    for cut in (5, 9, len(ids)):  # the first runs from scratch, the others extend a stored prefix
+        cached = backend.next_token_logprobs(ids[:cut])
+        assert torch.allclose(cached, torch.log_softmax(backend.full_logits(ids[:cut])[-1], -1), atol=1e-4)
+    shared = backend.encode("Question: Is this review positive or negative?")
+    rows = [shared + backend.encode(" yes it is"), shared + backend.encode(" no")]
+    for row, out in zip(rows, backend.last_token_logprobs(rows)):
+        assert torch.allclose(out, torch.log_softmax(backend.full_logits(row)[-1], -1), atol=1e-4)
+
+
+def test_merged_prefills_and_steps_of_concurrent_requests(tiny_loaded):
+    """Jobs of different widths and cache lengths (some without a cache) in one forward give what each gets alone."""
+    from rain_core.batching import StepJob
+
+    backend = TransformersBackend(tiny_loaded, batch_steps=True, batch_prefill=True)
+    a, b = backend.encode("Human: How are you today?"), backend.encode("Rain falls on the quiet town.")
+    _, cache_a = backend._forward(torch.tensor([a]), None, keep_last=True)
+
+    def jobs() -> list[StepJob]:  # every job gets its own fork: a forward extends the cache it is given
+        return [StepJob(torch.tensor([[5]]), kv.fork(cache_a)),  # a decode step after a cached prefix
+                StepJob(torch.tensor([b]), None),  # a prefill from scratch
+                StepJob(torch.tensor([[7, 8, 9], [10, 0, 0]]), kv.repeat(cache_a, 2), lengths=[3, 1])]  # judge rows
+
+    alone = []
+    for job in jobs():
+        backend.batcher._run([job])
+        alone.append(job.result)
+    together = jobs()
+    backend.batcher._run(together)
+    assert backend.batcher.merged_forwards == 1
+    for job, (want, want_cache) in zip(together, alone):
+        got, got_cache = job.result
+        assert torch.allclose(got, want, atol=1e-4)
+        assert got_cache.get_seq_length() == want_cache.get_seq_length()
+        for layer, ref in zip(got_cache.layers, want_cache.layers):  # the split cache holds what the row computed
+            assert torch.allclose(layer.keys, ref.keys, atol=1e-4)
