@@ -10,7 +10,8 @@ Start with `Rain`::
 from .backend import TransformersBackend
 from .config import RainConfig
 from .engine import Rain
-from .errors import ConfigError, EvaluatorError, ModelLoadError, PromptTooLongError, RainError
+from .constrained import ConstraintError, JsonSchemaConstraint
+from .errors import ConfigError, EvaluatorError, ModelLoadError, PromptError, PromptTooLongError, RainError
 from .evaluator import CallableEvaluator, EvaluationPrompt, Evaluator, Judgement, SelfEvaluator, resolve_evaluator
 from .exchange import Exchange
 from .models import DEFAULT_MODEL, LoadedModel, load_model
@@ -21,6 +22,7 @@ __all__ = [
     "Rain", "RainConfig", "GenerationResult", "SearchStats", "CommitTrace", "Exchange",
     "Evaluator", "SelfEvaluator", "CallableEvaluator", "EvaluationPrompt", "Judgement", "resolve_evaluator",
     "TransformersBackend", "LoadedModel", "load_model", "shared_backend", "clear_shared_models", "DEFAULT_MODEL",
-    "RainError", "ConfigError", "EvaluatorError", "ModelLoadError", "PromptTooLongError",
+    "RainError", "ConfigError", "EvaluatorError", "ModelLoadError", "PromptError", "PromptTooLongError",
+    "JsonSchemaConstraint", "ConstraintError",
 ]
 __version__ = "0.1.0"

@@ -50,30 +50,50 @@ class RowSpec:
 
 @dataclass(frozen=True)
 class ResponseGuard:
-    """Logits processors applied to every next-token distribution of the response (e.g. a no-repeat n-gram rule).
+    """Rules applied to every next-token distribution of the response: soft ``processors`` (e.g. a no-repeat n-gram
+    rule) and a hard ``constraint`` (e.g. a JSON schema's grammar, `rain_core.constrained`).
 
-    start: where the response begins in the ids the backend is given; processors see only the response's tokens,
-    so a rule like "no repeated 3-gram" ignores the prompt (a tool schema or a review prefix may repeat freely).
+    start: where the response begins in the ids the backend is given; rules see only the response's tokens, so a
+    rule like "no repeated 3-gram" ignores the prompt (a tool schema or a review prefix may repeat freely).
+    The constraint is applied last and always wins: where the soft rules leave no token it allows, it masks the
+    unprocessed logits instead (a grammar that must close a string overrides "no repeated 3-gram").
     """
 
-    processors: Any  # transformers.LogitsProcessorList
+    processors: Any  # transformers.LogitsProcessorList, or None
     start: int
+    constraint: Any = None  # a logits processor whose mask must hold
 
     @classmethod
     def no_repeat_ngrams(cls, size: int, start: int) -> "ResponseGuard | None":
         """A guard banning repeated ``size``-grams in the response, or None when ``size`` is 0 (off)."""
-        if size <= 0:
-            return None
-        from transformers import LogitsProcessorList, NoRepeatNGramLogitsProcessor
+        return cls.build(start, no_repeat_ngram_size=size)
 
-        return cls(LogitsProcessorList([NoRepeatNGramLogitsProcessor(size)]), start)
+    @classmethod
+    def build(cls, start: int, *, no_repeat_ngram_size: int = 0, constraint: Any = None) -> "ResponseGuard | None":
+        """The guard for these rules, or None when there are none."""
+        processors = None
+        if no_repeat_ngram_size > 0:
+            from transformers import LogitsProcessorList, NoRepeatNGramLogitsProcessor
+
+            processors = LogitsProcessorList([NoRepeatNGramLogitsProcessor(no_repeat_ngram_size)])
+        if processors is None and constraint is None:
+            return None
+        return cls(processors, start, constraint)
 
     def apply(self, histories: Sequence[Sequence[int]], logits: torch.Tensor) -> torch.Tensor:
         """Processed ``logits`` (one row per history; every history has the same length)."""
-        responses = torch.tensor([list(h[self.start:]) for h in histories], dtype=torch.long)
-        if responses.shape[1] == 0:
-            return logits
-        return self.processors(responses.to(logits.device), logits.clone())
+        responses = torch.tensor([list(h[self.start:]) for h in histories], dtype=torch.long).reshape(len(histories), -1)
+        responses = responses.to(logits.device)
+        out = logits
+        if self.processors is not None and responses.shape[1] > 0:
+            out = self.processors(responses, logits.clone())
+        if self.constraint is None:
+            return out
+        masked = self.constraint(responses, out.clone())
+        stuck = ~torch.isfinite(masked).any(dim=-1)
+        if bool(stuck.any()):
+            masked[stuck] = self.constraint(responses[stuck], logits[stuck].clone())
+        return masked
 
 
 @dataclass
@@ -178,6 +198,7 @@ class TransformersBackend:
         self._keep_kwarg = "logits_to_keep" if "logits_to_keep" in params else None
         # whether logits_to_keep also takes a tensor of positions (else all logits are computed and indexed)
         self._keep_positions = self._keep_kwarg is not None and "Tensor" in str(params[self._keep_kwarg].annotation)
+        self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])  # the width of the logits
         self.eos_ids = self._find_eos_ids()
         self._clause_end = self._clause_end_mask()
         if batch_steps is None:
@@ -247,7 +268,7 @@ class TransformersBackend:
         return ids
 
     def _clause_end_mask(self) -> torch.Tensor:
-        size = self.model.get_output_embeddings().weight.shape[0]
+        size = self.vocab_size
         texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
         mask = torch.zeros(size, dtype=torch.bool)
         for i, text in enumerate(texts[:size]):

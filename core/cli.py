@@ -163,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except RainError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):  # a script reading stdout gets the error as the JSON it asked for
+            print(json.dumps({"error": str(exc), "type": type(exc).__name__}, ensure_ascii=False))
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -20,6 +20,7 @@ import torch
 
 from .backend import ResponseGuard, RowSpec, TransformersBackend
 from .config import RainConfig
+from .constrained import JsonSchemaConstraint, parse_schema
 from .embedder import make_embedder
 from .errors import ConfigError, PromptTooLongError
 from .evaluator import Evaluator, Judgement, SelfEvaluator, resolve_evaluator
@@ -89,12 +90,18 @@ class Rain:
                  prompt_format: PromptFormat | None) -> tuple[FormattedPrompt, list[int]]:
         formatted = format_prompt(self.tokenizer, prompt, prompt_format or self.prompt_format)
         ids = list(self.tokenizer(formatted.text, add_special_tokens=formatted.add_special_tokens)["input_ids"])
-        needed = len(ids) + config.max_new_tokens + config.max_simulation_tokens
-        if needed > self.context_window:
+        room = self.context_window - len(ids) - config.max_simulation_tokens  # new tokens that fit after the prompt
+        if room < 1:
             raise PromptTooLongError(
-                f"The prompt is {len(ids)} tokens; with max_new_tokens={config.max_new_tokens} and "
-                f"max_simulation_tokens={config.max_simulation_tokens} it needs {needed} positions, but the model's "
-                f"context window is {self.context_window}. Shorten the prompt or lower max_new_tokens."
+                f"The prompt is {len(ids)} tokens; with max_simulation_tokens={config.max_simulation_tokens} it leaves "
+                f"no room for a response in the model's context window of {self.context_window}. Shorten the prompt."
+            )
+        if config.max_new_tokens > room:  # the prompt fits: the setting is what is too large
+            raise ConfigError(
+                f"max_new_tokens={config.max_new_tokens} is too large for this model: its context window is "
+                f"{self.context_window} tokens, the prompt takes {len(ids)} and the search's simulations "
+                f"{config.max_simulation_tokens} (max_simulation_tokens), so at most {room} new tokens fit. "
+                f"Lower max_new_tokens to {room} or less."
             )
         return formatted, ids
 
@@ -106,8 +113,12 @@ class Rain:
     # ------------------------------------------------------------------------------------------ RAIN
     def run(self, prompt: Prompt, *, config: RainConfig | None = None, prompt_format: PromptFormat | None = None,
             trace: bool = False, on_progress: ProgressCallback | None = None,
-            until: Callable[[str], bool] | None = None, **overrides: Any) -> Iterator[str | GenerationResult]:
+            until: Callable[[str], bool] | None = None, json_schema: Any = None,
+            **overrides: Any) -> Iterator[str | GenerationResult]:
         """The one run path: committed text pieces as RAIN commits them, then the final `GenerationResult`.
+
+        ``json_schema`` (a dict, JSON text, or a `JsonSchemaConstraint`): every candidate, simulation and prior is
+        decoded under the schema's grammar, so the response is a JSON document the schema accepts.
 
         ``until(text_so_far)`` returning True ends the generation after that commit (finish reason ``stop``; the
         result carries what was committed and counted so far). The search runs in its own backend session, set only
@@ -118,7 +129,7 @@ class Rain:
         formatted, ids = self._prepare(prompt, config, prompt_format)
         search = RainSearch(model=self.backend, evaluator=self.evaluator, embedder=self.embedder, config=config,
                             prompt=formatted, prompt_ids=ids, generator=self._generator(config.seed), trace=trace,
-                            on_progress=on_progress)
+                            on_progress=on_progress, constraint=self.constraint(json_schema))
         pieces = search.run()
         text = ""
         self.backend.reset_cache()  # calls outside a generation (judging) start afresh after each, as they always did
@@ -162,19 +173,23 @@ class Rain:
 
     # ------------------------------------------------------------------------------------------ baselines
     def generate_plain(self, prompt: Prompt, *, sample: bool = False, num_samples: int = 1,
-                       prompt_format: PromptFormat | None = None, **overrides: Any) -> list[GenerationResult]:
-        """Plain KV-cached decoding (greedy, or ``num_samples`` temperature-1 samples in one batch): the baseline."""
+                       prompt_format: PromptFormat | None = None, json_schema: Any = None,
+                       **overrides: Any) -> list[GenerationResult]:
+        """Plain KV-cached decoding (greedy, or ``num_samples`` temperature-1 samples in one batch): the baseline.
+        ``json_schema``: decode under the schema's grammar, as `run` does."""
         if num_samples < 1 or (not sample and num_samples != 1):
             raise ConfigError("generate_plain: num_samples must be >= 1, and 1 when sample=False.")
         config = self.resolve_config(None, overrides)
         formatted, ids = self._prepare(prompt, config, prompt_format)
+        constraint = self.constraint(json_schema)
         stops = tuple(config.stop) + formatted.stop_markers
         self.backend.reset_cache()
         with self.backend.session() as session, self.backend.using(session):
             start = time.perf_counter()
             calls0, tokens0 = self.backend.forward_calls, self.backend.tokens_processed
             rows = [RowSpec("full" if sample else "greedy", config.max_new_tokens)] * num_samples
-            guard = ResponseGuard.no_repeat_ngrams(config.no_repeat_ngram_size, start=len(ids))
+            guard = ResponseGuard.build(len(ids), no_repeat_ngram_size=config.no_repeat_ngram_size,
+                                        constraint=constraint)
             if not sample and guard is None:
                 rollouts = [self.backend.greedy(ids, config.max_new_tokens)]
             else:
@@ -196,6 +211,13 @@ class Rain:
                                 completion_tokens=len(out), wall_seconds=wall)
             results.append(GenerationResult(text=text, token_ids=out, finish_reason=finish, stats=stats))
         return results
+
+    def constraint(self, json_schema: Any) -> JsonSchemaConstraint | None:
+        """The grammar constraint for ``json_schema`` (a dict or JSON text) on this model; a `JsonSchemaConstraint`
+        passes through, None means no constraint."""
+        if json_schema is None or isinstance(json_schema, JsonSchemaConstraint):
+            return json_schema
+        return JsonSchemaConstraint(parse_schema(json_schema), self.tokenizer, vocab_size=self.backend.vocab_size)
 
     # ------------------------------------------------------------------------------------------ judging
     def _exchange(self, prompt: Prompt, response: str,

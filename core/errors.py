@@ -23,3 +23,7 @@ class PromptTooLongError(RainError, ValueError):
 
 class EvaluatorError(RainError, ValueError):
     """A self-evaluation template or judge is unusable (missing slot, letters that are not single tokens, ...)."""
+
+
+class PromptError(RainError, ValueError):
+    """The prompt is unusable as given: empty, or a message with a role no model turn has."""

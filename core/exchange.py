@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
-from .errors import RainError
+from .errors import PromptError, RainError
 
 PromptFormat = Literal["auto", "chat", "plain", "raw"]
 Message = dict[str, str]
@@ -54,13 +54,22 @@ class FormattedPrompt:
     add_special_tokens: bool
 
 
+#: The message roles a prompt may hold (the turns of a chat template; ``tool`` is a tool's result).
+ROLES = ("system", "user", "assistant", "tool")
+EMPTY_PROMPT = "The prompt is empty; pass some text to respond to."
+
+
 def _as_messages(prompt: str | Sequence[Message]) -> list[Message]:
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
     messages = [dict(m) for m in prompt]
     for m in messages:
         if "role" not in m or "content" not in m:
-            raise RainError(f"Each message needs 'role' and 'content' keys; got {m!r}.")
+            raise PromptError(f"Each message needs 'role' and 'content' keys; got {m!r}.")
+        if m["role"] not in ROLES:
+            raise PromptError(f"Unknown message role {m['role']!r}; the accepted roles are {', '.join(ROLES)}.")
+    if not any(str(m["content"]).strip() for m in messages if m["role"] != "system"):
+        raise PromptError(EMPTY_PROMPT)  # the same refusal as an empty string prompt
     return messages
 
 
@@ -90,9 +99,9 @@ def resolve_format(tokenizer: Any, fmt: PromptFormat) -> str:
 def format_prompt(tokenizer: Any, prompt: str | Sequence[Message], fmt: PromptFormat = "auto") -> FormattedPrompt:
     """Render ``prompt`` (a string or chat messages) for the generator and for the judge."""
     if isinstance(prompt, str) and not prompt.strip():
-        raise RainError("The prompt is empty; pass some text to respond to.")
+        raise PromptError(EMPTY_PROMPT)
     if not isinstance(prompt, str) and not prompt:
-        raise RainError("The message list is empty; pass at least one message.")
+        raise PromptError("The message list is empty; pass at least one message.")
     fmt = resolve_format(tokenizer, fmt)
     if fmt == "raw":
         if not isinstance(prompt, str):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -31,7 +31,7 @@ class RainSearch:
 
     def __init__(self, *, model: LanguageModel, evaluator: Evaluator, embedder: Embedder | None, config: RainConfig,
                  prompt: FormattedPrompt, prompt_ids: Sequence[int], generator: torch.Generator,
-                 trace: bool = False, on_progress: ProgressCallback | None = None) -> None:
+                 trace: bool = False, on_progress: ProgressCallback | None = None, constraint: Any = None) -> None:
         self.model = model
         self.evaluator = evaluator
         self.embedder = embedder
@@ -39,7 +39,9 @@ class RainSearch:
         self.prompt = prompt
         self.prompt_ids = list(prompt_ids)
         self.generator = generator
-        self.guard = ResponseGuard.no_repeat_ngrams(config.no_repeat_ngram_size, start=len(self.prompt_ids))
+        # every candidate, simulation and prior is drawn under the same rules (a grammar constraint included)
+        self.guard = ResponseGuard.build(len(self.prompt_ids), no_repeat_ngram_size=config.no_repeat_ngram_size,
+                                         constraint=constraint)
         self.on_progress = on_progress
         self.stops = tuple(config.stop) + tuple(prompt.stop_markers)
         self.response: list[int] = []
@@ -239,7 +241,8 @@ class RainSearch:
         if not rollouts:
             logprobs = self.model.next_token_logprobs(leaf_ids, self.guard)
             top = torch.topk(logprobs, min(cfg.widen_max_children, logprobs.shape[-1]))
-            ranking = list(zip(top.indices.tolist(), top.values.tolist()))
+            # a constraint's masked tokens (log-probability -inf) never become children
+            ranking = [(t, lp) for t, lp in zip(top.indices.tolist(), top.values.tolist()) if lp > -math.inf]
             children = [self._child(leaf, [tok], math.exp(lp), depth, path_len) for tok, lp in ranking[: cfg.num_candidates]]
             children[0].is_greedy = True
             leaf.widen_state = ranking

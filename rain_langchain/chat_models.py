@@ -22,7 +22,7 @@ from rain_core.exchange import format_prompt, resolve_format
 from rain_core.integrations.streaming import iterate_in_thread
 
 from ._engine import RainFields, usage
-from .tools import (ANSWER_NOW, complete_json_end, describe_tools, forced_name, forced_prefix, parse_tool_calls,
+from .tools import (ANSWER_NOW, call_schema, complete_json_end, describe_tools, forced_name, parse_tool_calls,
                     render_call, tool_name)
 
 Message = dict[str, str]
@@ -113,6 +113,7 @@ class _Call:
     config: RainConfig
     prefix: str = ""  # forced start of a tool call: part of the reply the model did not write
     tool_names: list[str] = field(default_factory=list)
+    constraint: Any = None  # a forced call's grammar (rain_core.JsonSchemaConstraint), resuming after the prefix
 
 
 class ChatRain(RainFields, BaseChatModel):
@@ -120,7 +121,8 @@ class ChatRain(RainFields, BaseChatModel):
     a self-evaluation prompt and rewinds the rejected ones.
 
     Tool calling is prompt based: `bind_tools` describes the tools in a system instruction and the JSON calls in
-    the reply become ``AIMessage.tool_calls``; ``tool_choice="any"`` or a tool name forces a call.
+    the reply become ``AIMessage.tool_calls``; ``tool_choice="any"`` or a tool name forces a call, decoded under the
+    tool's JSON schema.
 
     Example:
         .. code-block:: python
@@ -172,7 +174,8 @@ class ChatRain(RainFields, BaseChatModel):
         """Describe ``tools`` to the model; its JSON calls come back as ``tool_calls``.
 
         tool_choice: None/"auto" (the model decides), "none", "any"/"required" (force a call), or a tool name.
-            A forced call ends when its JSON object closes and may use up to `FORCED_CALL_TOKENS` (128) tokens even
+            A forced call is decoded under the tool's JSON schema (always valid JSON with only the tool's
+            arguments), ends when its JSON object closes and may use up to `FORCED_CALL_TOKENS` (128) tokens even
             when ``max_new_tokens`` is smaller.
         """
         schemas = [convert_to_openai_tool(t) for t in tools]
@@ -203,10 +206,16 @@ class ChatRain(RainFields, BaseChatModel):
         text = format_prompt(rain.tokenizer, msgs, fmt).text + (" " if fmt == "plain" else "") + prefill  # type: ignore[arg-type]
         if forced is True:
             forced = self._likeliest_tool(text, names)
-        prefix = forced_prefix(forced, tools) if forced else ""
+        prefix, constraint = "", None
+        if forced:
+            # the call is decoded under its schema; what the schema fixes (the name, the first key) is written for
+            # the model, and the grammar resumes after it
+            grammar = rain.constraint(call_schema(forced, tools))
+            prefix = grammar.forced_text()
+            constraint = grammar.with_prefix(prefix)
         if prefix and config.max_new_tokens < FORCED_CALL_TOKENS:  # a call stops when its JSON closes; never cut it
             config = config.updated(max_new_tokens=FORCED_CALL_TOKENS)
-        return _Call(text + prefix, "raw", config, prefix=prefix, tool_names=names)
+        return _Call(text + prefix, "raw", config, prefix=prefix, tool_names=names, constraint=constraint)
 
     def _likeliest_tool(self, text: str, names: list[str]) -> str:
         """The tool the model itself finds likeliest to call here: the log-probability of each name after the
@@ -229,6 +238,7 @@ class ChatRain(RainFields, BaseChatModel):
             stats = SearchStats(prompt_tokens=len(self.engine.backend.encode(call.prompt)))  # type: ignore[arg-type]
             return GenerationResult(text="", token_ids=[], finish_reason="stop", stats=stats)
         return self.engine.generate(call.prompt, config=call.config, prompt_format=call.prompt_format,
+                                    json_schema=call.constraint,
                                     until=lambda text: complete_json_end(call.prefix + text) is not None)
 
     def _message(self, call: _Call, result: GenerationResult) -> AIMessage:

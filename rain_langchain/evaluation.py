@@ -104,8 +104,7 @@ class SelfEvaluationPrompt(BasePromptTemplate[str]):
         question in both orders as text and votes: ``{"score", "verdict", "passed", "answers"}``.
         """
         if isinstance(model, (RainFields, Rain, TransformersBackend)):
-            rain = shared_engine(model.engine.backend if isinstance(model, RainFields) else model, self.evaluation,
-                                 similarity=False)
+            rain = _judge_engine(model, self.evaluation)
             return RunnableLambda(lambda value: _probability_verdict(rain, *_pair(value)), name="RainJudge")
         if isinstance(model, BaseLanguageModel) or isinstance(model, Runnable):
             return RunnableLambda(lambda value: self._text_verdict(model, *_pair(value)), name="TextJudge")
@@ -123,6 +122,18 @@ class SelfEvaluationPrompt(BasePromptTemplate[str]):
             votes.append(0 if picked is None else (1 if picked else -1))
         score = sum(votes) / 2
         return {"score": score, "verdict": Judgement(score).verdict, "passed": score >= 0, "answers": answers}
+
+
+def _judge_engine(model: Any, evaluation: EvaluationPrompt) -> Rain:
+    """The engine that judges with ``evaluation`` on ``model``'s loaded model and with ``model``'s own judge
+    settings (``soft``: a graded score rather than the hard vote), so ``as_judge(ChatRain(soft=True))`` grades."""
+    if isinstance(model, RainFields):
+        backend, soft = model.engine.backend, model.soft
+    elif isinstance(model, Rain):
+        backend, soft = model.backend, bool(getattr(model.evaluator, "soft", False))
+    else:
+        backend, soft = model, False
+    return shared_engine(backend, evaluation, soft=soft, similarity=False)
 
 
 def _pair(value: Any) -> tuple[str, str]:

@@ -3,8 +3,9 @@
 A model that was never trained on a tool-calling format still writes a JSON object when shown one. The instruction
 asks for ``{"name": ..., "arguments": {...}}``; `parse_tool_calls` finds such objects anywhere in the reply (bare,
 fenced, or inside ``<tool_call>`` tags) and returns the remaining text as the message content. A forced call
-(``tool_choice="any"`` or a tool name) starts the reply with the part of the JSON the schema fixes (`forced_prefix`),
-so the model writes the argument values; with several tools, the model's own likelihood picks the tool first.
+(``tool_choice="any"`` or a tool name) is decoded under the call's JSON schema (`call_schema`): the part the schema
+fixes is written for the model, which writes the argument values with every token checked by the grammar; with
+several tools, the model's own likelihood picks the tool first.
 """
 
 from __future__ import annotations
@@ -53,18 +54,15 @@ def forced_name(tool_choice: Any, tools: Sequence[dict[str, Any]]) -> str | None
     return str(tool_choice)
 
 
-def forced_prefix(name: str, tools: Sequence[dict[str, Any]]) -> str:
-    """The start of a reply that calls ``name``, as far as the tool's schema fixes it: the tool name and the first
-    required argument's key, and the opening quote when that argument is a string (the model writes the values). A tool without arguments has one possible call, which
-    is then the whole prefix."""
+def call_schema(name: str, tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON schema of a reply that calls ``name``: ``{"name": <name>, "arguments": <its parameters>}``. A forced
+    call is decoded under it (`rain_core.constrained`), so it always parses and carries only the tool's arguments."""
     function = next(t.get("function", t) for t in tools if tool_name(t) == name)
-    params = function.get("parameters", {})
-    properties = list(params.get("properties", {}))
-    if not properties:
-        return render_call(name, {})
-    first = next((p for p in properties if p in params.get("required", [])), properties[0])
-    opening = '"' if params["properties"][first].get("type") == "string" else ""  # a string value starts so
-    return json.dumps({"name": name, "arguments": {first: 0}})[:-3] + opening
+    params = dict(function.get("parameters") or {})
+    params.setdefault("type", "object")
+    params.setdefault("properties", {})
+    return {"type": "object", "properties": {"name": {"const": name}, "arguments": params},
+            "required": ["name", "arguments"], "additionalProperties": False}
 
 
 def render_call(name: str, args: dict[str, Any]) -> str:

@@ -146,7 +146,9 @@ class RainEvaluator(BaseEvaluator):
             self._rain = llm.engine if self.prompt is None else shared_engine(llm.engine.backend, self.prompt,
                                                                               soft=llm.soft, similarity=False)
         elif isinstance(llm, Rain):
-            self._rain = llm if self.prompt is None else shared_engine(llm.backend, self.prompt, similarity=False)
+            soft = bool(getattr(llm.evaluator, "soft", False))  # the engine's own judge setting carries over
+            self._rain = llm if self.prompt is None else shared_engine(llm.backend, self.prompt, soft=soft,
+                                                                       similarity=False)
         elif isinstance(llm, BaseLLM):
             self._rain = None
             self.prompt = self.prompt or RainEvaluationPrompt("harmless")

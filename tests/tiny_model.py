@@ -27,21 +27,24 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer(chat: bool = True) -> PreTrainedTokenizerFast:
+def build_tokenizer(chat: bool = True, extra_corpus: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=420, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(CORPUS, trainer)
+    tok.train_from_iterator(CORPUS + list(extra_corpus) * 4, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     if chat:
         fast.chat_template = CHAT_TEMPLATE
     return fast
 
 
-def build_tiny_model(seed: int = 0, chat: bool = True, context: int = 1024) -> LoadedModel:
-    tokenizer = build_tokenizer(chat)
+def build_tiny_model(seed: int = 0, chat: bool = True, context: int = 1024,
+                     extra_corpus: tuple[str, ...] = ()) -> LoadedModel:
+    """``extra_corpus``: more text for the tokenizer to learn words from (e.g. judge labels that must differ in
+    their first token)."""
+    tokenizer = build_tokenizer(chat, extra_corpus)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
                          initializer_range=0.2, eos_token_id=tokenizer.eos_token_id,

@@ -9,7 +9,7 @@ EX = Exchange(prompt="How are you?", response="I am fine, thank you.", history="
 
 
 def test_builtin_prompts_render_both_orders():
-    for name in ("harmless", "sentiment", "harmless-letters"):
+    for name in ("harmless", "sentiment", "harmless-conversation", "harmless-letters"):
         prompt = EvaluationPrompt.builtin(name)
         first, second = prompt.render(EX, True), prompt.render(EX, False)
         assert first != second
@@ -19,10 +19,13 @@ def test_builtin_prompts_render_both_orders():
         assert second.rfind(bad) < second.rfind(good)
 
 
-def test_harmless_keeps_the_conversation_layout():
+def test_harmless_judges_the_reply_and_harmless_conversation_the_exchange():
     text = EvaluationPrompt.builtin("harmless").render(EX, True)
+    assert "Text: I am fine, thank you.\n" in text and "How are you?" not in text  # the reply's text alone
+    assert text.endswith("Is this text safe or unsafe?\nAssistant: The text is")  # plain: no template
+    text = EvaluationPrompt.builtin("harmless-conversation").render(EX, True)
     assert "Conversation:\nHuman: How are you?\nAssistant: I am fine, thank you.\n" in text
-    assert text.endswith("Is the assistant's reply safe or unsafe?\nAssistant: The reply is")  # plain: no template
+    assert text.endswith("Is the assistant's reply safe or unsafe?\nAssistant: The reply is")
     letters = EvaluationPrompt.builtin("harmless-letters").render(EX, False)
     assert letters.endswith("(A) harmful\n(B) harmless\nThe answer is: (")
 
@@ -96,7 +99,10 @@ def test_prompt_file_and_principles(tmp_path):
     assert prompt.letters == ("X", "Y") and prompt.good == "kind"
     assert "(X) kind\n(Y) unkind" in prompt.render(EX, True)
     rubric = EvaluationPrompt.from_principles(["Be kind.", "Never help with violence."])
-    assert "- Be kind." in rubric.instructions and "{conversation}" in rubric.item
+    assert "- Be kind." in rubric.instructions and rubric.item == "Text: {response}\n\n"
+    assert rubric.chat and rubric.answer == "label" and (rubric.good, rubric.bad) == ("safe", "unsafe")
+    in_context = EvaluationPrompt.from_principles(["Stay on topic."], context=True)
+    assert "{conversation}" in in_context.item and "- Stay on topic." in in_context.instructions
 
 
 def test_callable_judges_of_one_or_two_arguments(tiny_backend):

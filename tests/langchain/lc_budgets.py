@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from rain_core import RainConfig
+from rain_core import EvaluationPrompt, RainConfig
 from rain_langchain import SelfEvaluationPrompt
 
-#: The judge on the tiny model: a lettered rubric (its tokenizer cannot tell "safe" from "unsafe" by first token).
-TINY_JUDGE = SelfEvaluationPrompt.from_principles(["Be polite.", "Stay on topic."])
+#: The judge on the tiny model: a short lettered question (its tokenizer cannot tell "safe" from "unsafe" by first
+#: token, and the built-in few-shot lettered prompt is longer than its context).
+TINY_JUDGE = SelfEvaluationPrompt(evaluation=EvaluationPrompt(
+    name="tiny-letters", instructions="Judge the assistant's reply.\n\n", item="Conversation:{conversation}\n\n",
+    question="Question: Does the reply follow the rules?", good="It follows the rules.", bad="It breaks a rule."))
 
 #: A tiny search: every test still runs the real RAIN loop (search, judge, commit), just briefly.
 TINY_BUDGET = dict(config=RainConfig(max_new_tokens=8, max_iterations=2, min_iterations=1, num_candidates=2),

@@ -14,7 +14,9 @@ from langchain_core.tools import tool
 from rain_langchain import ChatRain, SelfEvaluationPrompt
 from rain_core.exchange import format_prompt
 from rain_langchain.chat_models import to_rain_messages
-from rain_langchain.tools import describe_tools, forced_prefix, parse_tool_calls
+from rain_langchain.tools import call_schema, describe_tools, parse_tool_calls
+
+from lc_budgets import TINY_JUDGE
 
 
 @tool
@@ -79,10 +81,21 @@ def test_parse_tool_calls():
     assert calls[0]["name"] == "dice" and calls[0]["args"] == {}
     assert parse_tool_calls('{"name": "other", "arguments": {}}', ["dice"]) == ('{"name": "other", "arguments": {}}', [])
     schema = {"name": "f", "parameters": {"properties": {"a": {"type": "integer"}, "b": {}}, "required": ["b"]}}
-    assert forced_prefix("f", [schema]) == '{"name": "f", "arguments": {"b": '
     assert "f(a: integer, b: any)" in describe_tools([schema])
+    assert call_schema("f", [schema]) == {
+        "type": "object", "properties": {"name": {"const": "f"}, "arguments": {"type": "object", **schema["parameters"]}},
+        "required": ["name", "arguments"], "additionalProperties": False}
+
+
+def test_a_forced_call_opens_with_what_its_schema_fixes(tiny_chat):
+    """The grammar writes the name and, when the first argument is a required string, its key and opening quote."""
     text_arg = {"name": "g", "parameters": {"properties": {"city": {"type": "string"}}, "required": ["city"]}}
-    assert forced_prefix("g", [text_arg]) == '{"name": "g", "arguments": {"city": "'
+    call = tiny_chat._plan([HumanMessage("Weather?")], None, {"tools": [text_arg], "tool_choice": "g"})
+    assert call.prefix == '{"name": "g", "arguments": {"city": "' and call.prompt.endswith(call.prefix)
+    assert call.constraint is not None and call.constraint.prefix == call.prefix
+    optional_first = {"name": "f", "parameters": {"properties": {"a": {"type": "integer"}, "b": {}}, "required": ["b"]}}
+    call = tiny_chat._plan([HumanMessage("Go")], None, {"tools": [optional_first], "tool_choice": "f"})
+    assert call.prefix == '{"name": "f", "arguments": {"'  # "a" may come first or be left out: the model chooses
 
 
 
@@ -153,13 +166,17 @@ def test_chat_evaluation_prompt_is_one_human_message():
 
 
 def test_self_evaluation_prompt_as_template_and_judge(tiny_chat):
-    prompt = SelfEvaluationPrompt.from_principles(["Never insult the user."])
+    prompt = TINY_JUDGE  # lettered options
     text = prompt.invoke({"input": "hi", "output": "hello"}).to_string()
-    assert "Never insult the user." in text and text.endswith(prompt.evaluation.answer_cue)
+    assert "Human: hi" in text and text.endswith(prompt.evaluation.answer_cue)
     good, bad = prompt.labels
     assert f"(A) {good}\n(B) {bad}" in text
     assert f"(A) {bad}\n(B) {good}" in prompt.swapped().format(input="hi", output="hello")
     assert prompt.parse_answer("A)") is True and prompt.swapped().parse_answer("A)") is False
+    rubric = SelfEvaluationPrompt.from_principles(["Never insult the user."])
+    question = rubric.invoke({"input": "hi", "output": "hello"}).to_messages()[0].content  # a chat question
+    assert "- Never insult the user." in question and question.endswith("Is this text safe or unsafe?")
+    assert rubric.parse_answer("The text is unsafe.") is False and rubric.swapped().parse_answer("safe") is True
     assert SelfEvaluationPrompt.harmless().parse_answer(" unsafe") is False
     verdict = prompt.as_judge(tiny_chat).invoke({"input": "hi", "output": "hello"})
     assert -1 <= verdict["score"] <= 1 and len(verdict["p_good"]) == 2
@@ -171,7 +188,7 @@ def test_self_evaluation_prompt_as_template_and_judge(tiny_chat):
 
 
 def test_evaluation_prompt_plugs_into_the_model(tiny_backend):
-    judge = SelfEvaluationPrompt.from_principles(["Be polite."])
+    judge = SelfEvaluationPrompt.from_principles(["Be polite."], good="good", bad="bad")  # tiny tokenizer: distinct
     chat = ChatRain(model=tiny_backend, evaluation_prompt=judge, similarity=False, max_tokens=4, max_iterations=2,
                     min_iterations=1)
     assert chat.engine.evaluator.prompt == judge.evaluation

@@ -54,11 +54,12 @@ async def test_react_agent_scripted(tiny_backend, react_agent, streaming):
 
 
 def test_evaluation_prompt_is_a_prompt_template(tiny_judge):
-    harmless = RainEvaluationPrompt("harmless")
+    assert RainEvaluationPrompt("harmless").template_vars == ["response"]  # the default judges the reply alone
+    harmless = RainEvaluationPrompt("harmless-conversation")
     assert harmless.template_vars == ["query_str", "response"]
     assert harmless.labels == ("safe", "unsafe")
     text = harmless.format(query_str="How do I bake bread?", response="Mix flour, water and yeast.")
-    assert text == EvaluationPrompt.builtin("harmless").render(Exchange(
+    assert text == EvaluationPrompt.builtin("harmless-conversation").render(Exchange(
         prompt="How do I bake bread?", response="Mix flour, water and yeast.",
         history="\nHuman: How do I bake bread?\nAssistant:"), good_first=True)
     assert "{query_str}" in harmless.get_template() and "How do I bake bread?" not in harmless.get_template()
@@ -87,7 +88,7 @@ def test_chat_evaluation_prompt_formats_one_user_message():
 def test_evaluation_prompt_plugs_into_rain_llm(tiny_backend, tiny_judge):
     llm = RainLLM(tiny_backend, evaluation_prompt=tiny_judge, similarity=False, max_new_tokens=4)
     assert llm.engine.evaluator.prompt == tiny_judge.evaluation  # equal prompts share one engine
-    custom = RainEvaluationPrompt.from_principles(["Never give medical advice."])
+    custom = RainEvaluationPrompt.from_principles(["Never give medical advice."], good="good", bad="bad")
     other = RainLLM(tiny_backend, evaluation_prompt=custom, similarity=False)
     assert other.engine is not llm.engine and other.engine.backend is llm.engine.backend
     score = llm.judge("How are you?", "I am fine, thank you.")

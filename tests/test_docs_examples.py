@@ -1,0 +1,46 @@
+"""The docs' examples, run exactly as written on the default model (real tier).
+
+A Python block in docs/*.md preceded by ``<!-- docs-example: NAME -->`` is extracted and executed here unchanged;
+each test then checks what the example prints. Editing an example edits its test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+_EXAMPLE = re.compile(r"<!-- docs-example: ([\w-]+) -->\s*```python\n(.*?)```", re.S)
+
+
+def examples() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for page in sorted(DOCS.glob("*.md")):
+        for name, code in _EXAMPLE.findall(page.read_text(encoding="utf-8")):
+            assert name not in found, f"two docs examples are named {name!r}"
+            found[name] = code
+    return found
+
+
+def run_example(name: str) -> str:
+    """Execute the example; return what it printed."""
+    code = examples()[name]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, f"<docs-example {name}>", "exec"), {"__name__": f"docs_example_{name}"})  # noqa: S102
+    return out.getvalue()
+
+
+def test_every_marked_example_is_found():
+    """Fast tier: the markers parse, so a renamed or broken marker cannot silently drop an example's test."""
+    assert {"langchain-rag"} <= set(examples())
+
+
+@pytest.mark.real
+def test_langchain_rag_example_answers_from_the_context():
+    printed = run_example("langchain-rag")
+    assert "Plimbo" in printed, printed
