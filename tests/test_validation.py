@@ -69,4 +69,4 @@ def test_a_budget_too_large_for_the_context_names_max_new_tokens(tiny_backend, r
     for call in (lambda: rain.generate(prompt, max_new_tokens=10**9), lambda: rain.generate_plain(prompt, max_new_tokens=10**9)):
         with pytest.raises(ConfigError, match=rf"max_new_tokens=1000000000 is too large .* at most {room} new tokens fit"):
             call()
-    assert rain._prepare(prompt, {"max_new_tokens": room}, None)[2].max_new_tokens == room  # exactly the room fits
+    assert rain._prepare(prompt, rain.resolve_config(None, {"max_new_tokens": room}), None)  # exactly the room fits

@@ -133,7 +133,8 @@ def test_one_rule_names_a_prompt_everywhere(tmp_path):
 
 
 def test_a_judgement_gives_score_and_probabilities_in_one_pass(tiny_backend):
-    rain = Rain(tiny_backend, evaluator=EvaluationPrompt.from_principles(["Be polite."]), similarity=False)
+    rain = Rain(tiny_backend, evaluator=EvaluationPrompt.from_principles(["Be polite."], good="good", bad="bad"),
+                similarity=False)
     rain.judge("How are you?", "Fine.", prompt_format="plain")  # warm the calibration baseline
     tiny_backend.reset_cache()  # both calls start from the same cache state
     before = tiny_backend.forward_calls
