@@ -40,7 +40,8 @@ class RainConfig:
     Search budget per committed token set:
         min_visits (``minT``): the best root child must have more forward visits than this to stop early.
         max_iterations (``T``): inner iterations per commit, counting forward visits the root carried over.
-        min_iterations: fresh inner iterations every root gets, whatever it carried over.
+        min_iterations: fresh inner iterations every root gets, whatever it carried over. A floor: when it exceeds
+            max_iterations, every commit runs min_iterations iterations (allowed; docs/configuration.md).
         value_threshold (``Vt``): the best root child's value must exceed this to stop early.
 
     Selection and expansion:
@@ -76,7 +77,9 @@ class RainConfig:
         "minT: the best root child needs more visits than this to stop early", aliases=("minT",)))
     max_iterations: int = field(default=50, metadata=option(
         "T: inner iterations per commit, counting visits the root carried over", aliases=("T",)))
-    min_iterations: int = field(default=15, metadata=option("fresh inner iterations every root gets"))
+    min_iterations: int = field(default=15, metadata=option(
+        "fresh inner iterations every root gets: a floor that wins over max_iterations (a larger value fixes the "
+        "budget at min_iterations per commit)"))
     value_threshold: float = field(default=0.8, metadata=option(
         "Vt: value the best root child must exceed to stop early", aliases=("Vt",)))
     c_puct: float = field(default=2.0, metadata=option("exploration weight of the PUCT rule"))

@@ -73,7 +73,6 @@ class RainLLM(RainSettings, CustomLLM):
         super().__init__(model=model, **kwargs)
         if self.prompt_format not in ("auto", "chat", "plain", "raw"):
             raise ConfigError(f"prompt_format={self.prompt_format!r}: use 'auto', 'chat', 'plain' or 'raw'.")
-        self.rain_config({})  # a bad option fails here, not on the first call
 
     @classmethod
     def class_name(cls) -> str:

@@ -76,6 +76,10 @@ class RainSettings(RainOptions):
 
     _rain: Rain | None = PrivateAttr(default=None)
 
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        self.rain_config({})  # a bad setting fails where the object is built, not at its first call
+
     @model_validator(mode="before")
     @classmethod
     def _no_unknown_settings(cls, data: Any) -> Any:
