@@ -37,10 +37,26 @@ def run_example(name: str) -> str:
 
 def test_every_marked_example_is_found():
     """Fast tier: the markers parse, so a renamed or broken marker cannot silently drop an example's test."""
-    assert {"langchain-rag"} <= set(examples())
+    assert {"langchain-rag", "structured-output"} <= set(examples())
 
 
 @pytest.mark.real
 def test_langchain_rag_example_answers_from_the_context():
     printed = run_example("langchain-rag")
     assert "Plimbo" in printed, printed
+
+
+@pytest.mark.real
+def test_structured_output_example_prints_documents_the_schema_accepts():
+    import json
+
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"city": {"type": "string"},
+                                               "unit": {"enum": ["celsius", "fahrenheit"]}},
+              "required": ["city", "unit"]}
+    assert f"schema = {json.dumps(schema)}".replace(" ", "") in examples()["structured-output"].replace(" ", "").replace("\n", "")
+    lines = [line for line in run_example("structured-output").splitlines() if line.strip()]
+    assert len(lines) == 2
+    for line in lines:  # RAIN's search, then plain greedy decoding
+        jsonschema.validate(json.loads(line), schema)

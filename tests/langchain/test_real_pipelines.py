@@ -140,3 +140,14 @@ def test_create_agent_with_bound_tools(chat):
     assert len(calls) == 1 and calls[0]["name"] == "get_weather" and "Paris" in calls[0]["args"].get("location", "")
     assert any(isinstance(m, ToolMessage) and "sunny" in m.content for m in state["messages"])
     assert state["messages"][-1].type == "ai" and not state["messages"][-1].tool_calls
+
+
+def test_forced_call_for_tokyo_parses_and_closes(chat):
+    """Issue 12's case: before decoding under the schema, this call wrote 128 tokens of invented nested JSON and
+    returned no tool call. scripts/forced_calls.py runs ten such prompts and prints the time per call."""
+    reply = _timed("forced call", lambda: chat.bind_tools([get_weather], tool_choice="get_weather").invoke(
+        "What is the weather in Tokyo?"))
+    print("call:", reply.tool_calls, "| tokens:", reply.usage_metadata["output_tokens"])
+    assert [c["name"] for c in reply.tool_calls] == ["get_weather"]
+    assert set(reply.tool_calls[0]["args"]) == {"location"} and "Tokyo" in reply.tool_calls[0]["args"]["location"]
+    assert reply.response_metadata["finish_reason"] == "tool_calls" and reply.usage_metadata["output_tokens"] < 64
