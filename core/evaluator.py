@@ -6,8 +6,10 @@ An `Evaluator` is anything with ``score(exchange) -> float``. Three kinds ship:
   model's preference for one letter, and turns the two answers into a hard vote (+1 both good, 0 split, -1 both bad:
   the reference method) or, with ``soft=True``, into the mean probability margin of the good option.
 - `CallableEvaluator`: any Python function, of the conversation text or of (prompt, response).
-- the built-in prompts ``harmless`` (the default) and ``sentiment`` (a positive continuation is good), in
-  ``prompts/``; `EvaluationPrompt.from_principles` writes a rubric prompt from a list of principles.
+- the built-in prompts ``harmless`` (the default: is the reply's text safe?), ``harmless-conversation`` (the same
+  about the whole exchange), ``sentiment`` (a positive continuation is good) and ``harmless-letters`` (the
+  reference's lettered prompt), in ``prompts/``; `EvaluationPrompt.from_principles` writes a rubric prompt from a
+  list of principles. docs/how-it-works.md gives each one's measured separation on SmolLM2.
 
 The fixed few-shot block comes first in every evaluation, so the backend's prefix store encodes it once.
 """
@@ -128,9 +130,9 @@ class EvaluationPrompt:
 
     @classmethod
     def resolve(cls, spec: "str | Path | EvaluationPrompt") -> "EvaluationPrompt":
-        """The one rule for naming a prompt: an `EvaluationPrompt` as it is, a built-in name (``harmless``,
-        ``sentiment``, ``harmless-letters``), or the path of a prompt file (anything else that names a file, or
-        that looks like a path: a folder separator or a ``.txt`` suffix)."""
+        """The one rule for naming a prompt: an `EvaluationPrompt` as it is, a built-in name (`BUILTIN_PROMPTS`),
+        or the path of a prompt file (anything else that names a file, or that looks like a path: a folder separator
+        or a ``.txt`` suffix)."""
         if isinstance(spec, EvaluationPrompt):
             return spec
         if isinstance(spec, Path):
@@ -147,7 +149,7 @@ class EvaluationPrompt:
 
     @classmethod
     def builtin(cls, name: str) -> "EvaluationPrompt":
-        """Load a built-in prompt (``harmless`` or ``sentiment``) from the package's prompt files."""
+        """Load a built-in prompt (one of `BUILTIN_PROMPTS`) from the package's prompt files."""
         if name not in BUILTIN_PROMPTS:
             raise EvaluatorError(f"Unknown built-in evaluation prompt {name!r}; choose from {', '.join(BUILTIN_PROMPTS)}, "
                                  "or pass a path to a prompt file.")

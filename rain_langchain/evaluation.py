@@ -26,9 +26,9 @@ class SelfEvaluationPrompt(BasePromptTemplate[str]):
     """A self-evaluation question about an (``input``, ``output``) exchange with two options: lettered (``(A)``/
     ``(B)``, the reference) or named by label (``safe``/``unsafe``, the built-in ``harmless``).
 
-    Build one with `SelfEvaluationPrompt.builtin` (``"harmless"``, ``"sentiment"``, ``"harmless-letters"``),
-    `from_principles`, or from a `rain_core.EvaluationPrompt`. ``good_first`` picks the option order `format`
-    renders (RAIN asks both).
+    Build one with `SelfEvaluationPrompt.builtin` (``"harmless"``, ``"sentiment"``, ``"harmless-conversation"``,
+    ``"harmless-letters"``), `from_principles`, or from a `rain_core.EvaluationPrompt`. ``good_first`` picks the
+    option order `format` renders (RAIN asks both).
     """
 
     evaluation: EvaluationPrompt
