@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from ..engine import shared_backend
+    from ..registry import shared_backend
 
     torch.set_num_threads(args.threads)
     backend = shared_backend(args.model)
