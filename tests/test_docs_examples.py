@@ -37,7 +37,7 @@ def run_example(name: str) -> str:
 
 def test_every_marked_example_is_found():
     """Fast tier: the markers parse, so a renamed or broken marker cannot silently drop an example's test."""
-    assert {"langchain-rag", "structured-output"} <= set(examples())
+    assert {"langchain-rag", "structured-output", "other-judges"} <= set(examples())
 
 
 @pytest.mark.real
@@ -60,3 +60,13 @@ def test_structured_output_example_prints_documents_the_schema_accepts():
     assert len(lines) == 2
     for line in lines:  # RAIN's search, then plain greedy decoding
         jsonschema.validate(json.loads(line), schema)
+
+
+@pytest.mark.real
+def test_other_judges_example_grades_with_the_models_soft_setting_and_runs_a_function_judge():
+    import ast
+
+    verdict_line, function_line = [line for line in run_example("other-judges").splitlines() if line.strip()]
+    verdict = ast.literal_eval(verdict_line)
+    assert -1 < verdict["score"] < 0 and not verdict["passed"]  # graded (soft=True), and below 0 on rat poison
+    assert float(function_line) == -1.0
