@@ -20,7 +20,9 @@ EXAMPLES = """examples:
   rain generate "The movie was" --evaluator sentiment --prompt-format raw --max-new-tokens 16 --seed 0
   rain generate "How do I pick a lock?" --json --trace trace.json
   rain generate "Tell me about rain" --compare
+  rain generate "How do I pick a lock?" --mode guard --trace trace.json
   rain bench --json
+  rain bench --mode guard --max-iterations 12 --min-iterations 4
   rain eval sentiment --n 30 --max-new-tokens 24
 """
 
@@ -78,11 +80,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         table.add_column("method")
         table.add_column("text")
         table.add_column("seconds", justify="right")
-        table.add_row("RAIN", result.text, f"{result.stats.wall_seconds:.1f}")
+        table.add_row("RAIN" if config.mode == "full" else f"RAIN ({config.mode})", result.text,
+                      f"{result.stats.wall_seconds:.1f}")
         table.add_row("greedy", plain.text, f"{plain.stats.wall_seconds:.1f}")
         Console().print(table)
     s = result.stats
-    print(f"[{result.finish_reason}] {s.inner_iterations} iterations, {s.commits} commits, {s.rewinds} rewinds, "
+    guard = (f"{s.clauses_rejected} of {s.clauses_drafted} clauses rejected, {s.searches} searches, "
+             if config.mode == "guard" else "")
+    print(f"[{result.finish_reason}] {guard}{s.inner_iterations} iterations, {s.commits} commits, {s.rewinds} rewinds, "
           f"{s.evaluations} evaluations ({s.evaluation_cache_hits} cached), {s.wall_seconds:.1f} s", file=sys.stderr)
     return 0
 
@@ -99,7 +104,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         for key, value in report.items():
-            if key != "runs":
+            if key == "sets":
+                for name, figures in value.items():
+                    print(f"{name + ' set':>32}:")
+                    for figure, number in figures.items():
+                        print(f"{figure:>32}: {number}")
+            elif key != "runs":
                 print(f"{key:>32}: {value}")
     return 0
 
@@ -118,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompt-format", default="auto", choices=["auto", "chat", "plain", "raw"],
                      help="auto: the chat template when the model has one")
     gen.add_argument("--json", action="store_true", help="print one JSON object {text, finish_reason, stats}")
-    gen.add_argument("--trace", metavar="FILE", help="write each commit's candidates (text, prior, visits, value)")
+    gen.add_argument("--trace", metavar="FILE", help="write each commit's candidates (text, prior, visits, value); with --mode guard, "
+                          "each clause: its text, score, and the searches that replaced a rejected one")
     gen.add_argument("--compare", action="store_true", help="also run plain greedy decoding and show both")
     gen.add_argument("--quiet", action="store_true", help="no progress display")
     gen.add_argument("--progress", action="store_true", help="progress display even when stderr is not a terminal")
@@ -128,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="time RAIN against plain cached greedy decoding")
     add_model_flags(bench)
     add_judge_flags(bench)
-    bench.add_argument("--prompts", type=int, default=3, help="how many of the fixed prompts to run (default 3)")
+    bench.add_argument("--prompts", type=int, default=None,
+                       help="how many of the fixed prompts to run (default 3); with --mode guard, how many of each "
+                            "set (default: all, 10 benign and 8 harmful)")
     bench.add_argument("--random-init", metavar="ARCH_DIR", default=None,
                        help="time a randomly initialised model built from this config folder (GPU checks)")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")

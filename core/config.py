@@ -31,6 +31,8 @@ def option(help: str, *, aliases: tuple[str, ...] = (), metavar: str | None = No
 
 #: Characters that end a simulated clause: the simulation samples until the decoded text ends in one of them.
 CLAUSE_END_CHARS = ",.?:;\n"
+#: How a generation runs: the faithful search before every commit, or plain drafting checked clause by clause.
+MODES = ("full", "guard")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,16 @@ class RainConfig:
         widen_threshold: per-token threshold on the norm of the children's embedding variance.
         similarity_threshold: cosine similarity at which a sibling shares a backed-up value.
         similarity_weight: the share it gets.
+
+    Mode (see docs/modes.md):
+        mode: ``"full"`` (the faithful method: search before every commit, the default) or ``"guard"`` (decode
+            plainly clause by clause, judge each clause, and search only from a clause the judge rejects).
+        guard_threshold: in guard mode a clause passes when the judge's score of the response so far is at least
+            this. The default 0 is where a calibrated vote stops leaning bad: the hard vote rejects only when both
+            option orders say bad (-1; a split 0 passes), the soft score when the mean calibrated P(good) is
+            below one half.
+        guard_searches: searches from the start of a rejected clause (each runs until its committed text completes
+            a clause, which is then judged) before guard mode gives up with finish reason ``"rejected"``.
 
     Generation:
         max_new_tokens: committed tokens at most.
@@ -101,6 +113,13 @@ class RainConfig:
         "no n-gram of this size twice in the response; 0 is off (the reference)"))
     parallel_leaves: int = field(default=1, metadata=option(
         "leaves per inner step, selected with a virtual loss and run as one batch; 1 is the reference search"))
+    mode: str = field(default="full", metadata=option(
+        "'full' (search before every commit, the reference) or 'guard' (plain drafting; search only from a clause "
+        "the judge rejects)", metavar="MODE", eval_flag=False))
+    guard_threshold: float = field(default=0.0, metadata=option(
+        "guard mode: a clause passes when the judge scores the response so far at least this, in [-1, 1]"))
+    guard_searches: int = field(default=2, metadata=option(
+        "guard mode: searches from a rejected clause before the response ends with finish reason 'rejected'"))
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -133,6 +152,11 @@ class RainConfig:
         need(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "max_new_tokens", "must be an integer >= 1")
         need(all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty strings")
         need(self.seed is None or isinstance(self.seed, int), "seed", "must be an integer or None")
+        need(self.mode in MODES, "mode", f"must be one of {', '.join(map(repr, MODES))}")
+        need(isinstance(self.guard_threshold, (int, float)) and -1.0 <= self.guard_threshold <= 1.0,
+             "guard_threshold", "must lie in [-1, 1] (it is compared with judge scores in [-1, 1])")
+        need(isinstance(self.guard_searches, int) and self.guard_searches >= 1, "guard_searches",
+             "must be an integer >= 1")
         need(isinstance(self.no_repeat_ngram_size, int) and self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size",
              "must be an integer >= 0 (0 is off)")
         need(isinstance(self.parallel_leaves, int) and self.parallel_leaves >= 1, "parallel_leaves",

@@ -28,6 +28,7 @@ from .exchange import Exchange, FormattedPrompt, Message, PromptFormat, format_p
 from .models import DEFAULT_MODEL, LoadedModel
 from .registry import shared_backend
 from .results import GenerationResult, SearchStats
+from .guard import GuardedGeneration
 from .search import ProgressCallback, RainSearch
 
 Prompt = str | Sequence[Message]
@@ -116,6 +117,8 @@ class Rain:
             until: Callable[[str], bool] | None = None, json_schema: Any = None,
             **overrides: Any) -> Iterator[str | GenerationResult]:
         """The one run path: committed text pieces as RAIN commits them, then the final `GenerationResult`.
+        ``config.mode`` picks the runner: the search before every commit (``full``), or plain drafting with the
+        search only where the judge rejects a clause (``guard``, core/guard.py; its pieces are accepted clauses).
 
         ``json_schema`` (a dict, JSON text, or a `JsonSchemaConstraint`): every candidate, simulation and prior is
         decoded under the schema's grammar, so the response is a JSON document the schema accepts.
@@ -127,9 +130,10 @@ class Rain:
         """
         config = self.resolve_config(config, overrides)
         formatted, ids = self._prepare(prompt, config, prompt_format)
-        search = RainSearch(model=self.backend, evaluator=self.evaluator, embedder=self.embedder, config=config,
-                            prompt=formatted, prompt_ids=ids, generator=self._generator(config.seed), trace=trace,
-                            on_progress=on_progress, constraint=self.constraint(json_schema))
+        runner = GuardedGeneration if config.mode == "guard" else RainSearch
+        search = runner(model=self.backend, evaluator=self.evaluator, embedder=self.embedder, config=config,
+                        prompt=formatted, prompt_ids=ids, generator=self._generator(config.seed), trace=trace,
+                        on_progress=on_progress, constraint=self.constraint(json_schema))
         pieces = search.run()
         text = ""
         self.backend.reset_cache()  # calls outside a generation (judging) start afresh after each, as they always did

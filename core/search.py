@@ -20,6 +20,7 @@ from .embedder import Embedder
 from .evaluator import Evaluator
 from .exchange import Exchange, FormattedPrompt
 from .results import CandidateTrace, CommitTrace, FinishReason, GenerationResult, SearchStats
+from .stops import cut_at_stop, stop_index, visible_text
 from .tree import (Node, ValueRange, apply_virtual_loss, backup, fold_embedding, puct_child, remix_root_priors,
                    set_priors, share_with_similar_siblings, should_widen, undo_virtual_loss)
 
@@ -31,7 +32,12 @@ class RainSearch:
 
     def __init__(self, *, model: LanguageModel, evaluator: Evaluator, embedder: Embedder | None, config: RainConfig,
                  prompt: FormattedPrompt, prompt_ids: Sequence[int], generator: torch.Generator,
-                 trace: bool = False, on_progress: ProgressCallback | None = None, constraint: Any = None) -> None:
+                 trace: bool = False, on_progress: ProgressCallback | None = None, constraint: Any = None,
+                 response: Sequence[int] = (), stop_when: Callable[[list[int]], bool] | None = None) -> None:
+        """``response``: tokens already accepted, which the search continues (guard mode starts a search at a
+        rejected clause); they count against ``max_new_tokens`` and are part of the result. ``stop_when(response)``
+        is asked after each commit; True ends the search there, with finish reason ``stop`` (as when a caller ends
+        a stream early)."""
         self.model = model
         self.evaluator = evaluator
         self.embedder = embedder
@@ -44,7 +50,8 @@ class RainSearch:
                                          constraint=constraint)
         self.on_progress = on_progress
         self.stops = tuple(config.stop) + tuple(prompt.stop_markers)
-        self.response: list[int] = []
+        self.response: list[int] = list(response)
+        self.stop_when = stop_when
         self.root = Node(tokens=[], depth=0)
         self.values = ValueRange()
         self.stats = SearchStats(prompt_tokens=len(self.prompt_ids))
@@ -57,12 +64,14 @@ class RainSearch:
         """Search, commit, move the root down; yield each committed piece of text."""
         start = time.perf_counter()
         calls0, tokens0 = self.model.forward_calls, self.model.tokens_processed
-        emitted = ""
+        emitted = self._visible_text(None)[0]
         finish: FinishReason | None = None
         while finish is None:
             iterations = self._search_root()
             child = self.root.best_child()
             finish = self._commit(child, iterations)
+            if finish is None and self.stop_when is not None and self.stop_when(self.response):
+                finish = "stop"
             text, final = self._visible_text(finish)
             if len(text) > len(emitted) and text.startswith(emitted):
                 yield text[len(emitted):]
@@ -127,27 +136,15 @@ class RainSearch:
 
     # ------------------------------------------------------------------------------------------ text helpers
     def _stop_index(self, text: str) -> int | None:
-        hits = [i for i in (text.find(s) for s in self.stops) if i >= 0]
-        return min(hits) if hits else None
+        return stop_index(text, self.stops)
 
     def _cut(self, text: str) -> str:
-        index = self._stop_index(text)
-        return text if index is None else text[:index]
+        return cut_at_stop(text, self.stops)
 
     def _visible_text(self, finish: FinishReason | None) -> tuple[str, str]:
-        """Text safe to show now: while running, hold back a tail that may still become a stop string or a
-        half-decoded character."""
+        """Text safe to show now (see `visible_text`), and the whole text so far."""
         text = self._cut(self.model.decode(self.response))
-        if finish is not None:
-            return text, text
-        hold = 0
-        for stop in self.stops:
-            for k in range(min(len(stop) - 1, len(text)), 0, -1):
-                if text.endswith(stop[:k]):
-                    hold = max(hold, k)
-                    break
-        visible = text[: len(text) - hold] if hold else text
-        return visible.rstrip("\ufffd"), text
+        return visible_text(text, self.stops, final=finish is not None), text
 
     # ------------------------------------------------------------------------------------------ inner iteration
     def _iterate(self, leaves: int = 1) -> int:

@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   rain eval advbench --n 20 --suffix-file gcg_suffixes.txt
   rain eval truthfulqa --n 50 --methods vanilla,rain --tqa-metric embedding
   rain eval sentiment --methods vanilla,bon --bon-n 16 --json
+  rain eval sentiment --n 40 --methods vanilla,bon,rain,rain-guard,bon-guard --soft
 
 A rerun with the same settings resumes where the last one stopped (add --n to extend it).
 """
@@ -35,6 +36,9 @@ methods:
   rain        RAIN search with the task's self-evaluator
   bon         best of N samples by the same self-evaluator, N set so BoN spends RAIN's model tokens on each
               item (or --bon-n when rain is not run)
+  rain-guard  RAIN in guard mode: plain drafting judged clause by clause, the search only from a rejected
+              clause (--guard-threshold, --guard-searches)
+  bon-guard   best of N as bon, at rain-guard's model tokens on each item (needs rain-guard)
 """
 
 
@@ -58,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the current directory, or in $RAIN_EVAL_DATA)")
     parser.add_argument("--n", type=int, default=30, help="first N items of the data (default 30)")
     parser.add_argument("--methods", default="vanilla,bon,rain",
-                        help=f"comma list of vanilla, bon, rain (or {', '.join(METHODS)}); default all")
+                        help=f"comma list of vanilla, bon, rain, rain-guard, bon-guard (or {', '.join(METHODS)}); "
+                             "default vanilla,bon,rain")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="response length (default: sentiment 24, the others 48)")
     parser.add_argument("--seed", type=int, default=0, help="base seed; item i uses a seed derived from it (0)")

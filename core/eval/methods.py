@@ -1,4 +1,5 @@
-"""The decoding methods compared: plain greedy, one plain sample, RAIN, and Best-of-N at RAIN's compute.
+"""The decoding methods compared: plain greedy, one plain sample, RAIN, Best-of-N at RAIN's compute, RAIN in guard
+mode (plain drafting, search only where the judge rejects a clause), and Best-of-N at guard mode's compute.
 
 Every method returns an `Outcome`: the output text, what it cost in model tokens (input positions the model ran,
 counted by the backend, judging included where the method judges), wall seconds, and method-specific details.
@@ -19,9 +20,12 @@ from typing import Any
 
 from ..errors import RainError
 
-METHODS = ("vanilla-greedy", "vanilla-sample", "rain", "bon")
+METHODS = ("vanilla-greedy", "vanilla-sample", "rain", "bon", "rain-guard", "bon-guard")
 ALIASES = {"vanilla": ("vanilla-greedy", "vanilla-sample"), "greedy": ("vanilla-greedy",),
-           "sample": ("vanilla-sample",), "sampled": ("vanilla-sample",), "best-of-n": ("bon",)}
+           "sample": ("vanilla-sample",), "sampled": ("vanilla-sample",), "best-of-n": ("bon",),
+           "guard": ("rain-guard",)}
+#: Each Best-of-N method and the method whose per-item token count it gets.
+BON_BUDGET_OF = {"bon": "rain", "bon-guard": "rain-guard"}
 #: BoN samples in batches of at most this many answers (memory stays small; one batch per forward step).
 BON_BATCH = 32
 
@@ -36,7 +40,8 @@ class Outcome:
 
 
 def parse_methods(spec: str | list[str] | tuple[str, ...]) -> list[str]:
-    """``"vanilla,bon,rain"`` -> the method ids in run order (RAIN before BoN, which needs RAIN's cost)."""
+    """``"vanilla,bon,rain"`` -> the method ids in run order (RAIN before BoN, which needs RAIN's cost; rain-guard
+    before bon-guard, BoN at rain-guard's cost, which needs rain-guard)."""
     names = [s.strip().lower() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     if not names:
         raise RainError("No methods given; use e.g. --methods vanilla,bon,rain.")
@@ -49,6 +54,8 @@ def parse_methods(spec: str | list[str] | tuple[str, ...]) -> list[str]:
         else:
             raise RainError(f"Unknown method {name!r}; choose from vanilla (= greedy and sampled), "
                             f"{', '.join(METHODS)}.")
+    if "bon-guard" in chosen and "rain-guard" not in chosen:
+        raise RainError("Method bon-guard is Best-of-N at rain-guard's token count; add rain-guard to the methods.")
     return [m for m in METHODS if m in chosen]
 
 
@@ -62,7 +69,7 @@ def run_plain(rain: Any, prompt: str, *, sample: bool, seed: int, max_new_tokens
 
 def run_rain(rain: Any, prompt: str, *, seed: int, max_new_tokens: int, prompt_format: str | None = None,
              on_progress: Any = None, **budget: Any) -> Outcome:
-    """RAIN with ``budget`` overrides of the engine's config (max_iterations, value_threshold, ...)."""
+    """RAIN with ``budget`` overrides of the engine's config (max_iterations, value_threshold, mode, ...)."""
     result = rain.generate(prompt, seed=seed, max_new_tokens=max_new_tokens, prompt_format=prompt_format,
                            on_progress=on_progress, **budget)
     stats = result.stats.to_dict()

@@ -50,28 +50,36 @@ def summarize(records: Sequence[dict], *, methods: Sequence[str], metrics: Seque
         entry["mean_tokens"] = _mean([r["tokens"] for r in rows])
         entry["mean_seconds"] = _mean([r["seconds"] for r in rows])
         entry["mean_self_score"] = _mean([r["self_score"] for r in rows if r.get("self_score") is not None])
-        if method == "bon":
+        if method in ("bon", "bon-guard"):
             entry["mean_n"] = _mean([r["details"]["n"] for r in rows])
             entry["n_range"] = [min(r["details"]["n"] for r in rows), max(r["details"]["n"] for r in rows)] if rows else None
-        if method == "rain":
+        if method in ("rain", "rain-guard"):
             stats = [r["details"]["rain_stats"] for r in rows]
-            for name in ("inner_iterations", "commits", "rewinds", "evaluations"):
-                entry[f"mean_{name}"] = _mean([s[name] for s in stats])
+            names = ("inner_iterations", "commits", "rewinds", "evaluations") + (
+                ("clauses_drafted", "clauses_rejected", "searches") if method == "rain-guard" else ())
+            for name in names:
+                entry[f"mean_{name}"] = _mean([s.get(name, 0) for s in stats])
+            if method == "rain-guard":
+                entry["finished_rejected"] = sum(1 for r in rows if r["finish_reason"] == "rejected")
         out["methods"][method] = entry
     key = metrics[0][0]
-    if "rain" in by_method:
-        paired = {}
-        for other in methods:
-            if other == "rain":
-                continue
-            common = sorted(set(by_method["rain"]) & set(by_method[other]))
-            only_rain = sum(1 for i in common if by_method["rain"][i]["verdicts"].get(key)
-                            and not by_method[other][i]["verdicts"].get(key))
-            only_other = sum(1 for i in common if by_method[other][i]["verdicts"].get(key)
-                             and not by_method["rain"][i]["verdicts"].get(key))
-            paired[other] = {"items": len(common), "only_rain": only_rain, f"only_{other}": only_other}
-        out["paired_vs_rain"] = paired
+    for base, label in (("rain", "paired_vs_rain"), ("rain-guard", "paired_vs_rain_guard")):
+        if base in by_method:
+            out[label] = _paired(by_method, base, [m for m in methods if m != base], key)
     return out
+
+
+def _paired(by_method: dict[str, dict[int, dict]], base: str, others: Sequence[str], key: str) -> dict[str, dict]:
+    """For each other method: the items both ran, and on how many ``key`` holds for only one of the two."""
+    paired = {}
+    for other in others:
+        common = sorted(set(by_method[base]) & set(by_method[other]))
+        only_base = sum(1 for i in common if by_method[base][i]["verdicts"].get(key)
+                        and not by_method[other][i]["verdicts"].get(key))
+        only_other = sum(1 for i in common if by_method[other][i]["verdicts"].get(key)
+                         and not by_method[base][i]["verdicts"].get(key))
+        paired[other] = {"items": len(common), f"only_{base.replace('-', '_')}": only_base, f"only_{other}": only_other}
+    return paired
 
 
 def _fmt_rate(m: dict) -> str:
@@ -97,10 +105,13 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, m in methods.items():
         notes = ""
-        if method == "bon":
+        if method in ("bon", "bon-guard"):
             notes = f"N mean {m['mean_n']:.1f} (range {m['n_range'][0]}–{m['n_range'][1]})" if m.get("mean_n") else ""
         if method == "rain" and m.get("mean_inner_iterations") is not None:
             notes = f"{m['mean_inner_iterations']:.0f} iterations, {m['mean_rewinds']:.1f} rewinds per item"
+        if method == "rain-guard" and m.get("mean_clauses_drafted") is not None:
+            notes = (f"{m['mean_clauses_rejected']:.1f} of {m['mean_clauses_drafted']:.1f} clauses rejected, "
+                     f"{m['mean_inner_iterations']:.0f} iterations per item; {m['finished_rejected']} ended unfixed")
         cells = [method] + [_fmt_rate(m[k]) for k in rate_keys] + [
             "–" if m[k]["mean"] is None else f"{m[k]['mean']:+.3f}" for k in score_keys] + [
             "–" if m.get("mean_self_score") is None else f"{m['mean_self_score']:+.2f}",
@@ -108,14 +119,19 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
             "–" if m.get("mean_seconds") is None else f"{m['mean_seconds']:.1f}", notes]
         lines.append("| " + " | ".join(cells) + " |")
     rain = settings.get("rain_config") or {}
-    if "rain" in methods or "bon" in methods:
+    if any(m in methods for m in ("rain", "bon", "rain-guard", "bon-guard")):
+        guard = ", guard_threshold={}, guard_searches={}".format(rain.get("guard_threshold"), rain.get(
+            "guard_searches")) if "rain-guard" in methods else ""
         lines += ["", "RAIN budget: " + ", ".join(f"{k}={rain.get(k)}" for k in (
             "max_iterations", "min_iterations", "min_visits", "value_threshold", "num_candidates")) +
-            f", soft={settings.get('soft')}, similarity={settings.get('similarity')}."]
-    paired = summary.get("paired_vs_rain")
-    if paired:
-        lines += ["", f"Paired on `{summary['headline']}` (items where it holds for only one of the two): " + "; ".join(
-            f"RAIN only {p['only_rain']} vs {o} only {p[f'only_{o}']} of {p['items']}" for o, p in paired.items()) + "."]
+            f"{guard}, soft={settings.get('soft')}, similarity={settings.get('similarity')}."]
+    for base, label in (("rain", "paired_vs_rain"), ("rain-guard", "paired_vs_rain_guard")):
+        paired = summary.get(label)
+        if paired:
+            only = f"only_{base.replace('-', '_')}"
+            lines += ["", f"Paired on `{summary['headline']}` (items where it holds for only one of the two): " +
+                      "; ".join(f"{base} only {p[only]} vs {o} only {p[f'only_{o}']} of {p['items']}"
+                                for o, p in paired.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -134,7 +150,8 @@ def plot(summary: dict[str, Any], out_dir: Path) -> list[Path]:
     rates = [100 * summary["methods"][m][key]["rate"] for m in methods]
     lows = [r - 100 * summary["methods"][m][key]["ci95"][0] for r, m in zip(rates, methods)]
     highs = [100 * summary["methods"][m][key]["ci95"][1] - r for r, m in zip(rates, methods)]
-    colors = {"vanilla-greedy": "#888888", "vanilla-sample": "#bbbbbb", "bon": "#4c72b0", "rain": "#dd8452"}
+    colors = {"vanilla-greedy": "#888888", "vanilla-sample": "#bbbbbb", "bon": "#4c72b0", "rain": "#dd8452",
+              "rain-guard": "#c44e52", "bon-guard": "#8172b3"}
     title = f"{summary['task']} · {summary['model']} · n={max(summary['methods'][m][key]['n'] for m in methods)}"
     paths = []
 
@@ -151,7 +168,8 @@ def plot(summary: dict[str, Any], out_dir: Path) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    markers = {"vanilla-greedy": "s", "vanilla-sample": "D", "bon": "o", "rain": "*"}
+    markers = {"vanilla-greedy": "s", "vanilla-sample": "D", "bon": "o", "rain": "*", "rain-guard": "P",
+               "bon-guard": "h"}
     placed: list[float] = []
     for m, r, lo, hi in zip(methods, rates, lows, highs):
         cost = summary["methods"][m]["mean_tokens"] or 1

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from ..config import RainConfig
 from ..errors import RainError
 from .judges import ModelJudge
-from .methods import Outcome, parse_methods, run_best_of_n, run_plain, run_rain
+from .methods import BON_BUDGET_OF, Outcome, parse_methods, run_best_of_n, run_plain, run_rain
 from .report import summarize, write_summary
 from .tasks import Task, load_rows, load_suffixes, make_task, resolve_data
 
@@ -173,10 +173,12 @@ class EvalRun:
             return run_plain(self.rain, prompt, sample=False, **common)
         if method == "vanilla-sample":
             return run_plain(self.rain, prompt, sample=True, **common)
-        if method == "rain":
-            return run_rain(self.rain, prompt, **common, **self.settings.rain_overrides)
-        if "rain" in self.methods:
-            return run_best_of_n(self.rain, prompt, budget_tokens=done[(index, "rain")]["tokens"], **common)
+        if method in ("rain", "rain-guard"):
+            budget = {**self.settings.rain_overrides, "mode": "guard" if method == "rain-guard" else "full"}
+            return run_rain(self.rain, prompt, **common, **budget)
+        paid_by = BON_BUDGET_OF[method]
+        if paid_by in self.methods:
+            return run_best_of_n(self.rain, prompt, budget_tokens=done[(index, paid_by)]["tokens"], **common)
         return run_best_of_n(self.rain, prompt, n=self.settings.bon_n, **common)
 
     def run(self, *, on_result: Callable[[dict], None] | None = None) -> dict[str, Any]:

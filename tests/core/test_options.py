@@ -27,8 +27,12 @@ def test_every_option_is_a_flag_of_generate_bench_and_eval():
     names = {"--" + f.name.replace("_", "-") for f in user_options()}
     assert {"--max-new-tokens", "--max-iterations", "--value-threshold", "--no-repeat-ngram-size"} <= names
     assert names <= _flags(_sub("generate")) and names <= _flags(_sub("bench"))
-    # rain eval gives --max-new-tokens (per-task default) and --seed (base seed) its own meaning
-    assert {n for n in names if n not in ("--max-new-tokens", "--seed", "--stop")} <= _flags(_sub("eval"))
+    assert {"--mode", "--guard-threshold", "--guard-searches"} <= names
+    # rain eval gives --max-new-tokens (per-task default) and --seed (base seed) its own meaning, and picks the
+    # mode per method (rain, rain-guard)
+    own = ("--max-new-tokens", "--seed", "--stop", "--mode")
+    assert {n for n in names if n not in own} <= _flags(_sub("eval"))
+    assert "--mode" not in _flags(_sub("eval"))
 
 
 def test_flags_left_out_keep_the_base_config_and_given_ones_override_it():

@@ -114,6 +114,25 @@ def test_two_item_run_writes_results_summary_and_plots(rain, data, tmp_path):
     assert (out / "rate.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_guard_methods_run_and_bon_guard_spends_rain_guards_tokens(rain, data, tmp_path):
+    out = tmp_path / "run"
+    summary = run(rain, data, out, methods="greedy,rain,rain-guard,bon-guard", rain_overrides={**SMALL, "mode": "full"})
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    guards = {r["index"]: r for r in records if r["method"] == "rain-guard"}
+    rains = {r["index"]: r for r in records if r["method"] == "rain"}
+    assert len(guards) == 2 and all(r["details"]["rain_stats"]["clauses_drafted"] >= 1 for r in guards.values())
+    assert all(r["details"]["rain_stats"]["clauses_drafted"] == 0 for r in rains.values())  # rain stays full RAIN
+    for r in records:
+        if r["method"] == "bon-guard":  # BoN at rain-guard's count on the same item
+            assert r["details"]["budget_tokens"] == guards[r["index"]]["tokens"]
+    assert summary["methods"]["rain-guard"]["mean_clauses_drafted"] >= 1
+    assert set(summary["paired_vs_rain_guard"]) == {"vanilla-greedy", "rain", "bon-guard"}
+    table = (out / "summary.md").read_text()
+    assert "| rain-guard |" in table and "| bon-guard |" in table and "clauses rejected" in table
+    with pytest.raises(RainError, match="bon-guard"):
+        run(rain, data, tmp_path / "other", methods="rain,bon-guard")
+
+
 def test_resume_after_an_interrupted_run_gives_the_same_summary(rain, data, tmp_path):
     full = run(rain, data, tmp_path / "full")
 

@@ -119,3 +119,30 @@ def test_ls_params(tiny_llm):
     params = tiny_llm._get_ls_params(stop=["x"])
     assert params["ls_provider"] == "rain" and params["ls_model_type"] == "llm"
     assert params["ls_model_name"] == "tiny-llama-0" and params["ls_max_tokens"] == 8
+
+
+def _guard_judge(prompt: str, response: str) -> float:
+    """Rejects any response with an "e" past its first characters: guard mode searches often."""
+    return -1.0 if "e" in response[6:] else 1.0
+
+
+async def test_guard_mode_streams_accepted_text_and_reports_its_counters(tiny_backend):
+    from rain_core import RainConfig
+    from rain_langchain import ChatRain
+
+    budget = dict(config=RainConfig(max_new_tokens=16, max_iterations=2, min_iterations=1, num_candidates=2),
+                  similarity=False, evaluation_prompt=_guard_judge, seed=0, mode="guard")
+    llm = RainLLM(model=tiny_backend, **budget)
+    result = llm.generate(["The movie was"])
+    generation = result.generations[0][0]
+    stats = generation.generation_info["rain"]
+    assert stats["clauses_drafted"] >= 1 and stats["clauses_rejected"] >= 1 and stats["searches"] >= 1
+    assert "e" not in generation.text[6:]
+    assert "".join(llm.stream("The movie was")) == generation.text
+    assert "".join([p async for p in llm.astream("The movie was")]) == generation.text
+    full = RainLLM(model=tiny_backend, **{**budget, "mode": "full"}).generate(["The movie was"])
+    assert full.generations[0][0].generation_info["rain"]["clauses_drafted"] == 0  # the faithful search ran
+    chat = ChatRain(model=tiny_backend, **budget)
+    message = chat.invoke("Hello")
+    assert message.response_metadata["rain"]["clauses_drafted"] >= 1
+    assert "".join(c.content for c in chat.stream("Hello")) == message.content

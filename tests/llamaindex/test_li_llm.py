@@ -244,3 +244,26 @@ def test_settings_mean_the_same_in_both_frameworks(tiny_backend):
             cls(model=tiny_backend, max_iteration=4)
     with pytest.warns(UserWarning, match="ChatRain ignores api_key, temperature: the model runs locally"):
         ChatRain(model=tiny_backend, temperature=0.2, api_key="sk-none", timeout=None)
+
+
+def _guard_judge(prompt: str, response: str) -> float:
+    """Rejects any response with an "e" past its first characters: guard mode searches often."""
+    return -1.0 if "e" in response[6:] else 1.0
+
+
+async def test_guard_mode_streams_accepted_text_and_reports_its_counters(tiny_backend):
+    from rain_core import RainConfig
+
+    llm = RainLLM(tiny_backend, seed=0, mode="guard", evaluation_prompt=_guard_judge, similarity=False,
+                  config=RainConfig(max_new_tokens=16, max_iterations=2, min_iterations=1, num_candidates=2))
+    done = llm.complete(PROMPT)
+    stats = done.raw["stats"]
+    assert stats["clauses_drafted"] >= 1 and stats["clauses_rejected"] >= 1 and stats["searches"] >= 1
+    chunks = list(llm.stream_complete(PROMPT))
+    assert "".join(c.delta for c in chunks) == done.text  # seeded: the same clauses, judged the same way
+    assert chunks[-1].raw["stats"]["clauses_rejected"] == stats["clauses_rejected"]
+    achunks = await _collect(llm.astream_complete(PROMPT))
+    assert "".join(c.delta for c in achunks) == done.text
+    chat = list(llm.stream_chat(MESSAGES))
+    assert chat[-1].raw["stats"]["clauses_drafted"] >= 1
+    assert "".join(c.delta for c in chat) == chat[-1].message.content

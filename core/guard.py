@@ -1,0 +1,212 @@
+"""Guard mode: decode plainly clause by clause, judge each clause, and run the RAIN search only where the judge objects.
+
+The faithful method (search.py) searches before every commit, which costs ten to twenty times plain decoding even
+when nothing needs correcting. Guard mode pays for the search only where it is needed:
+
+1. Draft the next clause greedily with the KV cache, up to a clause end (the characters the simulation stops at,
+   `CLAUSE_END_CHARS`), EOS, a stop string, the token budget, or ``max_simulation_tokens`` tokens.
+2. Judge the response so far, drafted clause included, with the engine's own judge (for a `SelfEvaluator`: both
+   option orders in one batch, calibrated). A score of at least ``guard_threshold`` passes: the clause is accepted
+   and streamed, and drafting continues.
+3. A rejected clause is rewound: a `RainSearch` starts from the accepted response and runs until a committed
+   continuation completes a clause (tokens it committed past that clause end are dropped; plain drafting writes what
+   follows). That clause is judged in turn; a rejected one is searched again, up to ``guard_searches`` searches.
+   If none passes, the response ends with the text accepted so far and finish reason ``rejected``: guard mode never
+   emits text its judge rejected.
+
+Every clause is judged, the last one (ended by EOS, a stop string or the budget) too, so a response comes out only
+as clauses that passed; a clause of whitespace alone (a paragraph break) carries no words to judge and passes. What guard mode does not promise: that a clause it accepted is the one a full search would
+have chosen (full RAIN also improves text its judge finds acceptable), and its judgement is only as good as the judge.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from .backend import LanguageModel, ResponseGuard, RowSpec
+from .config import CLAUSE_END_CHARS, RainConfig
+from .embedder import Embedder
+from .evaluator import Evaluator
+from .exchange import Exchange, FormattedPrompt
+from .results import ClauseTrace, FinishReason, GenerationResult, SearchAttempt, SearchStats
+from .search import ProgressCallback, RainSearch
+from .stops import cut_at_stop, stop_index, visible_text
+
+#: Search counters a guarded generation adds up over its searches.
+_SEARCH_COUNTERS = ("inner_iterations", "commits", "rewinds", "evaluations", "evaluation_cache_hits", "widenings")
+
+
+class GuardedGeneration:
+    """The state of one guard-mode generation; `run()` yields accepted text and leaves the result on ``self.result``.
+
+    Takes the same arguments as `RainSearch`, which it runs from any clause its judge rejects.
+    """
+
+    def __init__(self, *, model: LanguageModel, evaluator: Evaluator, embedder: Embedder | None, config: RainConfig,
+                 prompt: FormattedPrompt, prompt_ids: Sequence[int], generator: torch.Generator,
+                 trace: bool = False, on_progress: ProgressCallback | None = None, constraint: Any = None) -> None:
+        self.model = model
+        self.evaluator = evaluator
+        self.embedder = embedder
+        self.config = config
+        self.prompt = prompt
+        self.prompt_ids = list(prompt_ids)
+        self.generator = generator
+        self.on_progress = on_progress
+        self.constraint = constraint
+        self.guard = ResponseGuard.build(len(self.prompt_ids), no_repeat_ngram_size=config.no_repeat_ngram_size,
+                                         constraint=constraint)
+        self.stops = tuple(config.stop) + tuple(prompt.stop_markers)
+        self.response: list[int] = []
+        self.stats = SearchStats(prompt_tokens=len(self.prompt_ids))
+        self.trace: list[ClauseTrace] | None = [] if trace else None
+        self.result: GenerationResult | None = None
+        self._clause_end: dict[int, bool] = {}
+
+    # ------------------------------------------------------------------------------------------ outer loop
+    def run(self) -> Iterator[str]:
+        """Draft, judge, and search where needed, clause by clause; yield each piece of accepted text."""
+        start = time.perf_counter()
+        calls0, tokens0 = self.model.forward_calls, self.model.tokens_processed
+        emitted = ""
+        finish: FinishReason | None = None
+        while finish is None:
+            clause, ending = self._draft()
+            finish = self._settle(clause, ending)
+            text = self._text(self.response)
+            visible = visible_text(text, self.stops, final=finish is not None)
+            if len(visible) > len(emitted) and visible.startswith(emitted):
+                yield visible[len(emitted):]
+                emitted = visible
+            self.stats.forward_calls = self.model.forward_calls - calls0
+            self.stats.tokens_processed = self.model.tokens_processed - tokens0
+            self.stats.wall_seconds = time.perf_counter() - start
+            if self.on_progress is not None:
+                self.on_progress(self.stats)
+        self.stats.completion_tokens = len(self.response)
+        self.result = GenerationResult(text=self._text(self.response), token_ids=list(self.response),
+                                       finish_reason=finish, stats=self.stats, trace=self.trace)
+
+    def stopped_early(self) -> GenerationResult:
+        """The result of a generation its caller ends after a piece (finish reason ``stop``): the text accepted and
+        what it cost so far."""
+        self.stats.completion_tokens = len(self.response)
+        return GenerationResult(text=self._text(self.response), token_ids=list(self.response), finish_reason="stop",
+                                stats=self.stats, trace=self.trace)
+
+    def _settle(self, clause: list[int], ending: FinishReason | None) -> FinishReason | None:
+        """Judge a drafted clause; accept it, or search for a replacement. Returns how the response ended, if it did."""
+        self.stats.clauses_drafted += 1
+        score = self._judge(clause)
+        record = ClauseTrace(index=self.stats.clauses_drafted, drafted=self.model.decode(clause), score=score,
+                             passed=self._passes(score))
+        if self.trace is not None:
+            self.trace.append(record)
+        if record.passed:
+            self.response.extend(clause)
+            return ending
+        self.stats.clauses_rejected += 1
+        for _ in range(self.config.guard_searches):
+            replacement, ending, attempt = self._search()
+            record.attempts.append(attempt)
+            if attempt.passed:
+                record.replacement = attempt.text
+                self.response.extend(replacement)
+                return ending
+        return "rejected"
+
+    # ------------------------------------------------------------------------------------------ drafting
+    def _draft(self) -> tuple[list[int], FinishReason | None]:
+        """The greedy continuation of the accepted response up to its next clause end (or EOS, or a length cap)."""
+        room = self.config.max_new_tokens - len(self.response)
+        row = RowSpec("greedy", min(room, self.config.max_simulation_tokens), stop_at_clause=True)
+        rollout = self.model.rollouts(self.prompt_ids + self.response, [row], self.generator, self.guard)[0]
+        tokens = list(rollout.tokens)
+        eos = rollout.finish == "eos"
+        if eos:
+            tokens.pop()
+        return tokens, self._ending(tokens, eos)
+
+    def _ending(self, tokens: list[int], eos: bool) -> FinishReason | None:
+        """Whether accepting ``tokens`` ends the response (in the search's order: a stop string, EOS, the budget)."""
+        if stop_index(self.model.decode(self.response + tokens), self.stops) is not None:
+            return "stop"
+        if eos:
+            return "eos"
+        if len(self.response) + len(tokens) >= self.config.max_new_tokens:
+            return "length"
+        return None
+
+    # ------------------------------------------------------------------------------------------ judging
+    def _text(self, tokens: list[int]) -> str:
+        return cut_at_stop(self.model.decode(tokens), self.stops)
+
+    def _judge(self, clause: list[int]) -> float | None:
+        """The judge's score of the response so far with ``clause`` appended; None when the clause adds no words
+        (an EOS right after an accepted clause, or a line break between paragraphs: the judge would read the same
+        words it has already accepted, so there is nothing new to judge)."""
+        text = self._text(self.response + clause)
+        accepted = self._text(self.response)
+        if text.startswith(accepted) and not text[len(accepted):].strip():
+            return None
+        exchange = Exchange(prompt=self.prompt.last_user, response=text, history=self.prompt.history,
+                            raw=self.prompt.raw)
+        self.stats.evaluations += 1
+        return float(self.evaluator.score(exchange))
+
+    def _passes(self, score: float | None) -> bool:
+        return score is None or score >= self.config.guard_threshold
+
+    # ------------------------------------------------------------------------------------------ searching
+    def _ends_clause(self, token: int) -> bool:
+        """The clause rule of the backend's simulation: the token's text ends in a clause-end character."""
+        if token not in self._clause_end:
+            self._clause_end[token] = self.model.decode([token])[-1:] in CLAUSE_END_CHARS and not self.model.is_eos(token)
+        return self._clause_end[token]
+
+    def _first_clause_end(self, tokens: Sequence[int]) -> int | None:
+        return next((i for i, t in enumerate(tokens) if self._ends_clause(t)), None)
+
+    def _search(self) -> tuple[list[int], FinishReason | None, SearchAttempt]:
+        """RAIN from the start of the rejected clause until a committed continuation completes a clause; the
+        clause (cut at its end), how the response ends if it does, and the attempt's record (judged)."""
+        start = len(self.response)
+        search = RainSearch(model=self.model, evaluator=self.evaluator, embedder=self.embedder, config=self.config,
+                            prompt=self.prompt, prompt_ids=self.prompt_ids, generator=self.generator,
+                            trace=self.trace is not None, on_progress=self._progress_of(), constraint=self.constraint,
+                            response=self.response,
+                            stop_when=lambda response: self._first_clause_end(response[start:]) is not None)
+        for _ in search.run():
+            pass
+        assert search.result is not None
+        self.stats.searches += 1
+        for name in _SEARCH_COUNTERS:
+            setattr(self.stats, name, getattr(self.stats, name) + getattr(search.stats, name))
+        tokens = search.response[start:]
+        end = self._first_clause_end(tokens)
+        eos = search.result.finish_reason == "eos"
+        if end is not None and end + 1 < len(tokens):
+            tokens, eos = tokens[: end + 1], False  # what the search committed past the clause end is dropped
+        ending = self._ending(tokens, eos)
+        score = self._judge(tokens)
+        attempt = SearchAttempt(text=self.model.decode(tokens), score=score, passed=self._passes(score),
+                                iterations=search.stats.inner_iterations, commits=search.trace or [])
+        return tokens, ending, attempt
+
+    def _progress_of(self) -> ProgressCallback | None:
+        """A progress callback for a search that reports the whole generation's counters, not the search's own."""
+        if self.on_progress is None:
+            return None
+        outer = self.on_progress
+
+        def report(stats: SearchStats) -> None:
+            live = replace(self.stats, last_value=stats.last_value)
+            for name in _SEARCH_COUNTERS:
+                setattr(live, name, getattr(live, name) + getattr(stats, name))
+            outer(live)
+
+        return report

@@ -1,0 +1,179 @@
+"""Guard mode on the tiny random model with scripted judges: plain drafting when the judge accepts, a rewind to
+exactly the rejected clause when it does not, streaming of accepted text only, and a clear end when nothing passes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rain_core import ConfigError, Rain, RainConfig
+from rain_core.exchange import format_prompt
+
+SMALL = dict(max_iterations=6, min_iterations=3, max_new_tokens=40, mode="guard", seed=0)
+PROMPTS = ("How are you today?", "Tell me about the rain.", "Is this review positive or negative?")
+
+
+def _accept(prompt: str, response: str) -> float:
+    return 1.0
+
+
+def _reject_all(prompt: str, response: str) -> float:
+    return -1.0
+
+
+def _greedy(rain: Rain, prompt: str, max_new_tokens: int):
+    return rain.generate_plain(prompt, max_new_tokens=max_new_tokens)[0]
+
+
+def _drafted_clauses(rain: Rain, prompt: str) -> list[str]:
+    """The clauses plain drafting produces (with an accept-all judge), in order."""
+    return [c.drafted for c in rain.generate(prompt, trace=True).trace]
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_accept_all_judge_gives_plain_greedy_without_search(tiny_backend, prompt):
+    judged: list[str] = []
+
+    def accept(p: str, response: str) -> float:
+        judged.append(response)
+        return 1.0
+
+    rain = Rain(tiny_backend, evaluator=accept, similarity=False, **SMALL)
+    guarded = rain.generate(prompt, trace=True)
+    plain = _greedy(rain, prompt, SMALL["max_new_tokens"])
+    assert guarded.text == plain.text
+    assert guarded.finish_reason == plain.finish_reason
+    if plain.finish_reason != "stop":
+        assert guarded.token_ids == plain.token_ids
+    s = guarded.stats
+    assert s.inner_iterations == 0 and s.searches == 0 and s.clauses_rejected == 0
+    assert s.clauses_drafted >= 2 and len(guarded.trace) == s.clauses_drafted  # judged clause by clause
+    assert s.evaluations == len(judged) == sum(c.score is not None for c in guarded.trace) >= 2
+    # each judgement saw new words: whitespace-only clauses (and an EOS after a clause) are not judged
+    assert all(b.strip() != a.strip() for a, b in zip([""] + judged, judged))
+
+
+def test_threshold_minus_one_accepts_even_a_rejecting_judge(tiny_backend):
+    rain = Rain(tiny_backend, evaluator=_reject_all, similarity=False, **SMALL)
+    guarded = rain.generate(PROMPTS[0], guard_threshold=-1.0)
+    assert guarded.text == _greedy(rain, PROMPTS[0], SMALL["max_new_tokens"]).text
+    assert guarded.stats.searches == 0
+
+
+def _banned_piece(clauses: list[str]) -> tuple[int, str]:
+    """A clause index k >= 1 and a piece of text in clause k that no earlier clause contains."""
+    for k in range(1, len(clauses)):
+        before = "".join(clauses[:k])
+        for piece in sorted({w for w in clauses[k].split() if len(w) >= 3}, key=len, reverse=True):
+            if piece not in before:
+                return k, piece
+    raise AssertionError(f"no usable clause in {clauses!r}")
+
+
+def test_judge_rejecting_a_token_rewinds_at_that_clause_only(tiny_backend):
+    prompt = PROMPTS[1]
+    accepting = Rain(tiny_backend, evaluator=_accept, similarity=False, **SMALL)
+    clauses = _drafted_clauses(accepting, prompt)
+    k, banned = _banned_piece(clauses)
+
+    def judge(p: str, response: str) -> float:
+        return -1.0 if banned in response else 1.0
+
+    rain = Rain(tiny_backend, evaluator=judge, similarity=False, **SMALL)
+    result = rain.generate(prompt, trace=True)
+    assert banned not in result.text
+    trace = result.trace
+    assert [c.drafted for c in trace[:k]] == clauses[:k]  # everything before the banned clause is unchanged
+    assert all(c.passed for c in trace[:k])
+    assert not trace[k].passed and trace[k].drafted == clauses[k] and trace[k].score == -1.0
+    assert trace[k].attempts and trace[k].attempts[0].iterations > 0
+    assert result.text.startswith("".join(clauses[:k]))
+    assert result.stats.clauses_rejected >= 1 and result.stats.searches >= 1
+    assert result.stats.inner_iterations == sum(a.iterations for c in trace for a in c.attempts)
+    if trace[k].replacement is not None:
+        assert banned not in trace[k].replacement
+        assert result.text.startswith("".join(clauses[:k]) + trace[k].replacement)
+
+
+def test_streamed_pieces_join_to_the_final_text(tiny_backend):
+    def judge(p: str, response: str) -> float:
+        return -1.0 if "e" in response[10:] else 1.0  # rejects often, so searches run mid-stream
+
+    rain = Rain(tiny_backend, evaluator=judge, similarity=False, **SMALL)
+    for prompt, stop in ((PROMPTS[0], ()), (PROMPTS[2], ("the",))):
+        results = []
+        pieces = list(rain.stream(prompt, on_result=results.append, stop=stop))
+        assert "".join(pieces) == results[0].text
+        assert results[0].text == rain.generate(prompt, stop=stop).text
+        assert all(s not in results[0].text for s in stop)
+
+
+def test_a_clause_no_search_can_fix_ends_with_a_clear_reason(tiny_backend):
+    rain = Rain(tiny_backend, evaluator=_reject_all, similarity=False, **SMALL)
+    pieces = []
+    results = []
+    for piece in rain.stream(PROMPTS[0], on_result=results.append, guard_searches=3, trace=True):
+        pieces.append(piece)
+    result = results[0]
+    assert result.finish_reason == "rejected"
+    assert pieces == [] and result.text == ""  # nothing the judge rejected was shown
+    assert result.stats.searches == 3 and result.stats.clauses_rejected == 1
+    assert len(result.trace) == 1 and len(result.trace[0].attempts) == 3
+    assert result.trace[0].replacement is None
+
+
+def test_search_hooks_continue_a_response_and_stop_on_request(tiny_backend):
+    """The two hooks guard mode uses: a search that starts from accepted tokens, and one that stops when asked."""
+    from rain_core.search import RainSearch
+
+    config = RainConfig(max_iterations=4, min_iterations=2, max_new_tokens=20, seed=0)
+    prompt = format_prompt(tiny_backend.tokenizer, PROMPTS[0])
+    ids = tiny_backend.encode(prompt.text)
+    start = tiny_backend.encode(" I am")
+    judge = type("J", (), {"score": lambda self, ex: 1.0})()
+    search = RainSearch(model=tiny_backend, evaluator=judge, embedder=None, config=config, prompt=prompt,
+                        prompt_ids=ids, generator=torch.Generator().manual_seed(0), response=start,
+                        stop_when=lambda response: len(response) >= len(start) + 3)
+    pieces = list(search.run())
+    assert search.response[: len(start)] == start
+    assert search.result.finish_reason == "stop" and search.stats.commits == 2  # 1 + 2 tokens, then asked to stop
+    assert "".join(pieces) == tiny_backend.decode(search.response)[len(tiny_backend.decode(start)):]
+
+
+@pytest.mark.parametrize("bad, name", [(dict(mode="fast"), "mode"), (dict(guard_threshold=1.5), "guard_threshold"),
+                                       (dict(guard_threshold=-2), "guard_threshold"),
+                                       (dict(guard_searches=0), "guard_searches")])
+def test_bad_guard_options_fail_naming_the_option(tiny_backend, bad, name):
+    with pytest.raises(ConfigError, match=rf"RainConfig\.{name}="):
+        RainConfig(**bad)
+    rain = Rain(tiny_backend, evaluator=_accept, similarity=False)
+    with pytest.raises(ConfigError, match=name):
+        rain.generate(PROMPTS[0], **bad)
+
+
+def test_guarded_generation_is_reproducible(tiny_backend):
+    def judge(p: str, response: str) -> float:
+        return 1.0 if response.count("e") % 2 == 0 else -1.0
+
+    rain = Rain(tiny_backend, evaluator=judge, similarity="hidden", **SMALL)
+    first = rain.generate(PROMPTS[2])
+    second = rain.generate(PROMPTS[2])
+    assert first.text == second.text and first.stats.inner_iterations == second.stats.inner_iterations
+
+
+def test_guard_bench_reports_ratios_and_searched_share(tiny_backend):
+    from rain_core.bench import BENIGN_PROMPTS, run_guard_bench
+
+    assert len(BENIGN_PROMPTS) >= 8
+    def judge(p: str, response: str) -> float:
+        return -1.0 if "e" in response[10:] else 1.0
+
+    rain = Rain(tiny_backend, evaluator=judge, similarity=False, **{**SMALL, "max_new_tokens": 16})
+    report = run_guard_bench(rain, sets={"benign": list(BENIGN_PROMPTS[:2]), "other": [PROMPTS[0]]}, progress=False)
+    assert set(report["sets"]) == {"benign", "other"} and len(report["runs"]) == 3
+    for figures in report["sets"].values():
+        assert figures["guard_to_plain_median"] > 0 and figures["full_to_plain_median"] > 0
+        assert 0 <= figures["share_of_clauses_searched"] <= 1
+    runs = report["runs"]
+    assert report["sets"]["benign"]["clauses_drafted"] == sum(r["clauses_drafted"] for r in runs[:2])
+    assert any(r["clauses_rejected"] for r in runs)  # this judge rejects, so some clauses were searched
