@@ -33,6 +33,8 @@ def option(help: str, *, aliases: tuple[str, ...] = (), metavar: str | None = No
 CLAUSE_END_CHARS = ",.?:;\n"
 #: How a generation runs: the faithful search before every commit, or plain drafting checked clause by clause.
 MODES = ("full", "guard")
+#: The search strategies (`RainConfig.search`): the faithful reference, and the lookahead search (lookahead.py).
+SEARCH_STRATEGIES = ("reference", "lookahead")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,12 @@ class RainConfig:
         guard_searches: searches from the start of a rejected clause (each runs until its committed text completes
             a clause, which is then judged) before guard mode gives up with finish reason ``"rejected"``.
 
+    Search strategy:
+        search: ``"reference"`` (the method as the paper's code runs it: the faithful default) or ``"lookahead"``
+            (complete-response rollouts, clause commits, commit along the best judged response; see lookahead.py).
+        clause_tokens: lookahead only: a committed clause ends at the first clause end once it holds the first
+            number of tokens, or at the second number.
+
     Generation:
         max_new_tokens: committed tokens at most.
         stop: strings that end the response (not included in the returned text).
@@ -104,6 +112,12 @@ class RainConfig:
     widen_threshold: float = 0.03
     similarity_threshold: float = 0.95
     similarity_weight: float = 0.2
+    search: str = field(default="reference", metadata=option(
+        "search strategy: reference (the paper's method) or lookahead (complete-response rollouts, clause commits "
+        "along the best judged response)", metavar="NAME"))
+    clause_tokens: tuple[int, int] = field(default=(4, 12), metadata=option(
+        "lookahead: a committed clause holds at least the first and at most the second count of tokens (give the "
+        "flag twice: --clause-tokens 4 --clause-tokens 12)", metavar="N"))
     max_new_tokens: int = field(default=128, metadata=option(
         "committed tokens at most", aliases=("max_tokens",), eval_flag=False))
     stop: tuple[str, ...] = field(default_factory=tuple, metadata=option(
@@ -126,6 +140,8 @@ class RainConfig:
             object.__setattr__(self, "stop", (self.stop,))
         object.__setattr__(self, "stop", tuple(self.stop))
         object.__setattr__(self, "token_set_lengths", tuple(int(x) for x in self.token_set_lengths))
+        if isinstance(self.clause_tokens, list):
+            object.__setattr__(self, "clause_tokens", tuple(self.clause_tokens))
         self._validate()
 
     def _validate(self) -> None:
@@ -149,6 +165,10 @@ class RainConfig:
         need(self.widen_threshold >= 0, "widen_threshold", "must be >= 0")
         need(0.0 <= self.similarity_threshold <= 1.0, "similarity_threshold", "must lie in [0, 1]")
         need(0.0 <= self.similarity_weight <= 1.0, "similarity_weight", "must lie in [0, 1]")
+        need(self.search in SEARCH_STRATEGIES, "search", f"must be one of {', '.join(SEARCH_STRATEGIES)}")
+        need(isinstance(self.clause_tokens, tuple) and len(self.clause_tokens) == 2 and all(isinstance(x, int) and x >= 1 for x in self.clause_tokens)
+             and self.clause_tokens[0] <= self.clause_tokens[1], "clause_tokens",
+             "must be two integers (min, max) with 1 <= min <= max")
         need(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "max_new_tokens", "must be an integer >= 1")
         need(all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty strings")
         need(self.seed is None or isinstance(self.seed, int), "seed", "must be an integer or None")

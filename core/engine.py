@@ -29,7 +29,8 @@ from .models import DEFAULT_MODEL, LoadedModel
 from .registry import shared_backend
 from .results import GenerationResult, SearchStats
 from .guard import GuardedGeneration
-from .search import ProgressCallback, RainSearch
+from .lookahead import search_class
+from .search import ProgressCallback
 
 Prompt = str | Sequence[Message]
 
@@ -130,7 +131,7 @@ class Rain:
         """
         config = self.resolve_config(config, overrides)
         formatted, ids = self._prepare(prompt, config, prompt_format)
-        runner = GuardedGeneration if config.mode == "guard" else RainSearch
+        runner = GuardedGeneration if config.mode == "guard" else search_class(config.search)
         search = runner(model=self.backend, evaluator=self.evaluator, embedder=self.embedder, config=config,
                         prompt=formatted, prompt_ids=ids, generator=self._generator(config.seed), trace=trace,
                         on_progress=on_progress, constraint=self.constraint(json_schema))

@@ -68,7 +68,7 @@ class RainSearch:
         finish: FinishReason | None = None
         while finish is None:
             iterations = self._search_root()
-            child = self.root.best_child()
+            child = self._choose()
             finish = self._commit(child, iterations)
             if finish is None and self.stop_when is not None and self.stop_when(self.response):
                 finish = "stop"
@@ -106,6 +106,10 @@ class RainSearch:
             if best.forward_visits > cfg.min_visits and best.value > cfg.value_threshold:
                 break
         return done
+
+    def _choose(self) -> Node:
+        """The root child to commit: the reference commits the most visited one (ties by value)."""
+        return self.root.best_child()
 
     def _commit(self, child: Node, iterations: int) -> FinishReason | None:
         """Append the chosen token set to the response, make it the root, and say whether the response ended."""

@@ -35,6 +35,7 @@ class Node:
     terminal: bool = False
     is_greedy: bool = False
     raw_prior: float = 0.0  # unnormalised probability of the set, kept for widening
+    peak: float = float("-inf")  # the best value backed up through this node (the lookahead search commits by it)
     widen_state: Any = None  # what widening needs to add more candidates (next token rank, or None)
 
     def best_child(self) -> "Node":
@@ -92,6 +93,12 @@ def backup(path: list[Node], value: float, values: ValueRange) -> None:
         node.forward_visits += 1
         node.value += (value - node.value) / node.visits
         values.see(node.value)
+
+
+def record_peak(path: list[Node], value: float) -> None:
+    """Raise the peak (best value seen through the node) of every node on ``path`` to ``value``."""
+    for node in path:
+        node.peak = max(node.peak, value)
 
 
 def fold_embedding(node: Node, embedding: torch.Tensor) -> None:

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from .fluency import fluency_summary
+
 Z95 = 1.959963984540054
 
 
@@ -50,6 +52,7 @@ def summarize(records: Sequence[dict], *, methods: Sequence[str], metrics: Seque
         entry["mean_tokens"] = _mean([r["tokens"] for r in rows])
         entry["mean_seconds"] = _mean([r["seconds"] for r in rows])
         entry["mean_self_score"] = _mean([r["self_score"] for r in rows if r.get("self_score") is not None])
+        entry["fluency"] = fluency_summary(rows)
         if method in ("bon", "bon-guard"):
             entry["mean_n"] = _mean([r["details"]["n"] for r in rows])
             entry["n_range"] = [min(r["details"]["n"] for r in rows), max(r["details"]["n"] for r in rows)] if rows else None
@@ -61,6 +64,7 @@ def summarize(records: Sequence[dict], *, methods: Sequence[str], metrics: Seque
                 entry[f"mean_{name}"] = _mean([s.get(name, 0) for s in stats])
             if method == "rain-guard":
                 entry["finished_rejected"] = sum(1 for r in rows if r["finish_reason"] == "rejected")
+            entry["search"] = settings.get("rain_config", {}).get("search", "reference")
         out["methods"][method] = entry
     key = metrics[0][0]
     for base, label in (("rain", "paired_vs_rain"), ("rain-guard", "paired_vs_rain_guard")):
@@ -89,6 +93,18 @@ def _fmt_rate(m: dict) -> str:
     return f"{100 * m['rate']:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({m['count']}/{m['n']})"
 
 
+def _fmt_fluency(f: dict) -> str:
+    if f.get("median_perplexity") is None:
+        return "–"
+    return f"{f['median_perplexity']:.1f} (mean {f['mean_perplexity']:.1f})"
+
+
+def _fmt_distinct(f: dict) -> str:
+    if f.get("distinct_1") is None:
+        return "–"
+    return f"{f['distinct_1']:.2f} / {f['distinct_2'] if f['distinct_2'] is not None else float('nan'):.2f}"
+
+
 def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
     """A table a person can paste: one row per method, the rates with their 95% intervals, then the costs."""
     methods = summary["methods"]
@@ -96,7 +112,7 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
     rate_keys = [k for k, v in first.items() if isinstance(v, dict) and "rate" in v]
     score_keys = [k for k, v in first.items() if isinstance(v, dict) and "mean" in v]
     head = ["method"] + [first[k]["label"] for k in rate_keys] + [first[k]["label"] for k in score_keys] + [
-        "mean self-eval score", "mean model tokens", "mean seconds", "notes"]
+        "mean self-eval score", "perplexity (median)", "distinct-1 / 2", "mean model tokens", "mean seconds", "notes"]
     lines = [f"## rain eval {summary['task']} on {summary['model']}", "",
              f"{settings.get('n_items', '?')} items from `{Path(settings.get('data', '')).name}`, "
              f"max_new_tokens={settings.get('max_new_tokens')}, seed={settings.get('seed')}. "
@@ -108,13 +124,15 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
         if method in ("bon", "bon-guard"):
             notes = f"N mean {m['mean_n']:.1f} (range {m['n_range'][0]}–{m['n_range'][1]})" if m.get("mean_n") else ""
         if method == "rain" and m.get("mean_inner_iterations") is not None:
-            notes = f"{m['mean_inner_iterations']:.0f} iterations, {m['mean_rewinds']:.1f} rewinds per item"
+            notes = (f"{m.get('search', 'reference')} search, {m['mean_inner_iterations']:.0f} iterations, "
+                     f"{m['mean_rewinds']:.1f} rewinds per item")
         if method == "rain-guard" and m.get("mean_clauses_drafted") is not None:
             notes = (f"{m['mean_clauses_rejected']:.1f} of {m['mean_clauses_drafted']:.1f} clauses rejected, "
                      f"{m['mean_inner_iterations']:.0f} iterations per item; {m['finished_rejected']} ended unfixed")
         cells = [method] + [_fmt_rate(m[k]) for k in rate_keys] + [
             "–" if m[k]["mean"] is None else f"{m[k]['mean']:+.3f}" for k in score_keys] + [
             "–" if m.get("mean_self_score") is None else f"{m['mean_self_score']:+.2f}",
+            _fmt_fluency(m.get("fluency") or {}), _fmt_distinct(m.get("fluency") or {}),
             "–" if m.get("mean_tokens") is None else f"{m['mean_tokens']:,.0f}",
             "–" if m.get("mean_seconds") is None else f"{m['mean_seconds']:.1f}", notes]
         lines.append("| " + " | ".join(cells) + " |")

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from ..config import RainConfig
 from ..errors import RainError
+from .fluency import continuation_perplexity
 from .judges import ModelJudge
 from .methods import BON_BUDGET_OF, Outcome, parse_methods, run_best_of_n, run_plain, run_rain
 from .report import summarize, write_summary
@@ -221,6 +222,7 @@ class EvalRun:
         return {"index": index, "method": method, "id": row.get("source_index", index), "prompt": prompt,
                 "output": outcome.output, "finish_reason": outcome.finish_reason,
                 "verdicts": self.task.judge(row, prompt, outcome.output), "self_score": self_score,
+                "perplexity": continuation_perplexity(self.rain, prompt, outcome.output, self.task.prompt_format),
                 "tokens": outcome.tokens, "seconds": round(outcome.seconds, 3), "details": outcome.details}
 
 

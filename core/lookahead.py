@@ -1,0 +1,126 @@
+"""The lookahead search: RAIN's commit-and-rewind loop with values the judge can actually judge.
+
+The reference search (search.py) commits 1, 2, 4, then 10 tokens after evaluating clause-length simulations, so its
+early commits rest on a few judgments of half-written text, and its visit-count rule follows the model's prior
+towards greedy decoding. This strategy keeps RAIN's frame (a tree of token sets over the committed state, simulate →
+self-evaluate → back up, commit a child and keep its subtree) and changes what a simulation and a commit are:
+
+- **Simulate to the end of the response.** Every rollout samples (temperature 1, as plain sampling does) from the
+  committed state until EOS, a stop string or ``max_new_tokens``, in batches. The judge reads complete responses,
+  the same thing Best-of-N's judge reads, instead of a clause.
+- **Grow the tree from rollouts.** A rollout becomes a chain of clause nodes (`split_clauses`): each ends at the first
+  clause end once it holds ``clause_tokens[0]`` tokens, or at ``clause_tokens[1]`` tokens. Equal clauses share a node.
+- **Back up the mean and the peak.** Each node on the path gets the usual visit count and running mean (tree.backup)
+  and the best complete value seen through it (tree.record_peak).
+- **Commit the clause whose subtree holds the best judged response** (ties: more visits). The search therefore always
+  stands on the path of its best complete response so far (the incumbent), and the final text is the best response
+  it judged among those consistent with what it committed: never worse, by the judge, than the best sample it saw.
+- **Reuse rollouts.** A committed clause keeps its subtree; the next round samples from the new, longer state, so
+  its rollouts are shorter and their judgments share a longer prefix with earlier ones (the backend's prefix cache
+  reuses both): later candidates cost fewer model tokens than whole samples.
+- **Spend iterations where the decision is open.** A round runs ``max(max_iterations − fn_root, min_iterations)``
+  rollouts (the reference's budget rule) as one batch (the backend samples all rows in one forward pass per token);
+  a root whose incumbent already scores at least ``value_threshold`` is committed without new rollouts.
+
+Every clause is sampled and none is checked against greedy decoding, so ``stats.rewinds`` counts every commit of
+this strategy; ``inner_iterations`` counts rollouts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from .backend import RowSpec
+from .config import CLAUSE_END_CHARS
+from .search import RainSearch
+from .tree import Node, backup, record_peak
+
+
+def split_clauses(tokens: Sequence[int], ends_clause: Callable[[int], bool], *, min_tokens: int,
+                  max_tokens: int) -> list[list[int]]:
+    """Cut ``tokens`` into clauses: a clause ends at the first clause-ending token once it holds ``min_tokens``
+    tokens, or when it reaches ``max_tokens``. The last clause takes whatever is left."""
+    clauses: list[list[int]] = []
+    current: list[int] = []
+    for token in tokens:
+        current.append(token)
+        if len(current) >= max_tokens or (len(current) >= min_tokens and ends_clause(token)):
+            clauses.append(current)
+            current = []
+    if current:
+        clauses.append(current)
+    return clauses
+
+
+class LookaheadSearch(RainSearch):
+    """RAIN with complete-response rollouts, clause commits and best-response commit (see the module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._clause_ends: dict[int, bool] = {}
+
+    def _search_root(self) -> int:
+        cfg = self.config
+        if self.root.children and self._choose().peak >= cfg.value_threshold:
+            return 0  # the incumbent is already good enough: commit its next clause as it stands
+        budget = max(cfg.max_iterations - self.root.forward_visits, cfg.min_iterations, 1)
+        self._rollout_batch(budget)  # one batch: the backend samples all rows in one forward pass per token
+        best = self._choose()
+        self.stats.last_value = best.peak
+        if self.on_progress is not None:
+            self.on_progress(self.stats)
+        return budget
+
+    def _choose(self) -> Node:
+        """The root child on the path of the best judged response (ties: the more visited)."""
+        return max(self.root.children, key=lambda c: (c.peak, c.visits))
+
+    def _rollout_batch(self, size: int) -> None:
+        """Sample ``size`` complete responses from the root in one batch, judge each, add it to the tree, back up."""
+        remaining = self.config.max_new_tokens - len(self.response)
+        ids = self.prompt_ids + self.response
+        rollouts = self.model.rollouts(ids, [RowSpec("full", remaining)] * size, self.generator, self.guard)
+        for rollout in rollouts:
+            self.stats.inner_iterations += 1
+            # judged one at a time, as Best-of-N judges: consecutive judgements share the committed prefix in the
+            # prefix cache (a batched judgement reads each response once per option order)
+            value = self._evaluate_many([rollout.tokens])[0]
+            path = self._insert(rollout.tokens)
+            backup(path, value, self.values)
+            record_peak(path, value)
+
+    def _insert(self, tokens: list[int]) -> list[Node]:
+        """The path (root first) of clause nodes spelling ``tokens`` below the root, created where missing."""
+        low, high = self.config.clause_tokens
+        node, path, depth_tokens = self.root, [self.root], 0
+        for clause in split_clauses(tokens, self._ends_clause, min_tokens=low, max_tokens=high):
+            child = next((c for c in node.children if c.tokens == clause), None)
+            if child is None:
+                child = self._child(node, clause, 0.0, node.depth + 1, depth_tokens)
+                node.children.append(child)
+                node.expanded = True
+            for sibling in node.children:  # prior: the share of rollouts from ``node`` that began with this clause
+                sibling.prior = (sibling.forward_visits + (sibling is child)) / (node.forward_visits + 1)
+            path.append(child)
+            depth_tokens += len(clause)
+            node = child
+            if child.terminal:
+                break
+        return path
+
+    def _ends_clause(self, token: int) -> bool:
+        """Whether ``token``'s text ends in a clause-ending character (the rule simulations stop at), or it is EOS."""
+        known = self._clause_ends.get(token)
+        if known is None:
+            text = self.model.decode([token])
+            known = self._clause_ends[token] = (bool(text) and text[-1] in CLAUSE_END_CHARS) or self.model.is_eos(token)
+        return known
+
+
+#: The search strategies `RainConfig.search` selects.
+SEARCHES: dict[str, type[RainSearch]] = {"reference": RainSearch, "lookahead": LookaheadSearch}
+
+
+def search_class(name: str) -> type[RainSearch]:
+    """The strategy class for ``RainConfig.search`` (validated there, so the name is known)."""
+    return SEARCHES[name]
