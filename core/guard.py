@@ -8,7 +8,7 @@ when nothing needs correcting. Guard mode pays for the search only where it is n
 2. Judge the response so far, drafted clause included, with the engine's own judge (for a `SelfEvaluator`: both
    option orders in one batch, calibrated). A score of at least ``guard_threshold`` passes: the clause is accepted
    and streamed, and drafting continues.
-3. A rejected clause is rewound: a `RainSearch` starts from the accepted response and runs until a committed
+3. A rejected clause is rewound: the configured search (`RainConfig.search`) starts from the accepted response and runs until a committed
    continuation completes a clause (tokens it committed past that clause end are dropped; plain drafting writes what
    follows). That clause is judged in turn; a rejected one is searched again, up to ``guard_searches`` searches.
    If none passes, the response ends with the text accepted so far and finish reason ``rejected``: guard mode never
@@ -33,7 +33,8 @@ from .embedder import Embedder
 from .evaluator import Evaluator
 from .exchange import Exchange, FormattedPrompt
 from .results import ClauseTrace, FinishReason, GenerationResult, SearchAttempt, SearchStats
-from .search import ProgressCallback, RainSearch
+from .lookahead import search_class
+from .search import ProgressCallback
 from .stops import cut_at_stop, stop_index, visible_text
 
 #: Search counters a guarded generation adds up over its searches.
@@ -43,7 +44,7 @@ _SEARCH_COUNTERS = ("inner_iterations", "commits", "rewinds", "evaluations", "ev
 class GuardedGeneration:
     """The state of one guard-mode generation; `run()` yields accepted text and leaves the result on ``self.result``.
 
-    Takes the same arguments as `RainSearch`, which it runs from any clause its judge rejects.
+    Takes the same arguments as `RainSearch`; it runs the configured search from any clause its judge rejects.
     """
 
     def __init__(self, *, model: LanguageModel, evaluator: Evaluator, embedder: Embedder | None, config: RainConfig,
@@ -175,11 +176,11 @@ class GuardedGeneration:
         """RAIN from the start of the rejected clause until a committed continuation completes a clause; the
         clause (cut at its end), how the response ends if it does, and the attempt's record (judged)."""
         start = len(self.response)
-        search = RainSearch(model=self.model, evaluator=self.evaluator, embedder=self.embedder, config=self.config,
-                            prompt=self.prompt, prompt_ids=self.prompt_ids, generator=self.generator,
-                            trace=self.trace is not None, on_progress=self._progress_of(), constraint=self.constraint,
-                            response=self.response,
-                            stop_when=lambda response: self._first_clause_end(response[start:]) is not None)
+        search = search_class(self.config.search)(
+            model=self.model, evaluator=self.evaluator, embedder=self.embedder, config=self.config,
+            prompt=self.prompt, prompt_ids=self.prompt_ids, generator=self.generator,
+            trace=self.trace is not None, on_progress=self._progress_of(), constraint=self.constraint,
+            response=self.response, stop_when=lambda response: self._first_clause_end(response[start:]) is not None)
         for _ in search.run():
             pass
         assert search.result is not None

@@ -70,7 +70,8 @@ def _banned_piece(clauses: list[str]) -> tuple[int, str]:
     raise AssertionError(f"no usable clause in {clauses!r}")
 
 
-def test_judge_rejecting_a_token_rewinds_at_that_clause_only(tiny_backend):
+@pytest.mark.parametrize("search", ["reference", "lookahead"])
+def test_judge_rejecting_a_token_rewinds_at_that_clause_only(tiny_backend, search):
     prompt = PROMPTS[1]
     accepting = Rain(tiny_backend, evaluator=_accept, similarity=False, **SMALL)
     clauses = _drafted_clauses(accepting, prompt)
@@ -79,7 +80,7 @@ def test_judge_rejecting_a_token_rewinds_at_that_clause_only(tiny_backend):
     def judge(p: str, response: str) -> float:
         return -1.0 if banned in response else 1.0
 
-    rain = Rain(tiny_backend, evaluator=judge, similarity=False, **SMALL)
+    rain = Rain(tiny_backend, evaluator=judge, similarity=False, search=search, **SMALL)
     result = rain.generate(prompt, trace=True)
     assert banned not in result.text
     trace = result.trace
