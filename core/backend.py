@@ -138,8 +138,9 @@ class LanguageModel(Protocol):
         ...
 
     def rollouts(self, ids: Sequence[int], rows: Sequence[RowSpec], generator: torch.Generator,
-                 guard: ResponseGuard | None = None) -> list[Rollout]:
-        """Continue ``ids`` once per row (one batch); each row ends on EOS, its length or (if asked) a clause end."""
+                 guard: ResponseGuard | None = None, keep: bool = False) -> list[Rollout]:
+        """Continue ``ids`` once per row (one batch); each row ends on EOS, its length or (if asked) a clause end.
+        ``keep`` is a caching hint for a single row that will be continued (a backend may ignore it)."""
         ...
 
     def last_token_logprobs(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -412,16 +413,19 @@ class TransformersBackend:
 
     # ------------------------------------------------------------------------------------------ sampling
     def rollouts(self, ids: Sequence[int], rows: Sequence[RowSpec], generator: torch.Generator,
-                 guard: ResponseGuard | None = None) -> list[Rollout]:
+                 guard: ResponseGuard | None = None, keep: bool = False) -> list[Rollout]:
         """Continue ``ids`` once per row, all rows in one batch; each row ends on EOS, its length, or a clause end.
-        ``guard`` (e.g. no repeated n-grams) shapes every step's distribution, and so the rows' log-probabilities."""
-        return self.rollouts_many([(ids, rows)], generator, guard)[0]
+        ``guard`` (e.g. no repeated n-grams) shapes every step's distribution, and so the rows' log-probabilities.
+        ``keep`` (one row only): store the row's cache, so continuing from its end runs one token, not the whole row
+        again (guard mode drafts clause by clause this way at the cost of plain decoding)."""
+        return self.rollouts_many([(ids, rows)], generator, guard, keep=keep)[0]
 
     def rollouts_many(self, groups: Sequence[tuple[Sequence[int], Sequence[RowSpec]]], generator: torch.Generator,
-                      guard: ResponseGuard | None = None) -> list[list[Rollout]]:
+                      guard: ResponseGuard | None = None, keep: bool = False) -> list[list[Rollout]]:
         """`rollouts` for several prefixes at once: every group's rows decode together in one batch (prefixes of
         different lengths are left-padded and masked). Rows sample in order, group after group, so one group
         draws exactly what `rollouts` draws for it."""
+        keep_cache = keep and len(groups) == 1 and len(groups[0][1]) == 1 and self.batcher is None
         if not any(rows for _, rows in groups):
             return [[] for _ in groups]
         with self._session().lock:
@@ -436,7 +440,9 @@ class TransformersBackend:
             cache: Any = None
             mask: torch.Tensor | None = None  # [rows, cached] when prefixes differ in length, else None
             positions: torch.Tensor | None = None
+            raw = logits  # the last step's logits before the guard: what a kept cache entry stores
             while active:
+                raw = logits
                 if guard is not None:
                     logits = _guarded(guard, [prefixes[owner[i]] + results[i].tokens for i in active], logits)
                 logprobs = torch.log_softmax(logits, dim=-1)
@@ -473,11 +479,19 @@ class TransformersBackend:
                 logits, cache = self._decode_step(step, cache, mask, positions)
                 if positions is not None:
                     positions = positions + 1
+            if keep_cache and cache is not None:  # the cache holds the prefix and every token of the row but its last
+                self._keep(prefixes[0] + results[0].tokens[:-1], _Entry(cache=cache, logits=raw[0]))
             out, start = [], 0
             for _, rows in groups:
                 out.append(results[start:start + len(rows)])
                 start += len(rows)
             return out
+
+    def _keep(self, ids: Sequence[int], entry: _Entry) -> None:
+        session = self._session()
+        session.store[tuple(ids)] = entry
+        while len(session.store) > session.capacity:
+            session.store.popitem(last=False)
 
     def greedy(self, ids: Sequence[int], max_tokens: int) -> Rollout:
         """Greedy continuation of ``ids`` (what `rollouts` gives a ``greedy`` row). With ``static_greedy`` it runs

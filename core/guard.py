@@ -125,7 +125,7 @@ class GuardedGeneration:
         """The greedy continuation of the accepted response up to its next clause end (or EOS, or a length cap)."""
         room = self.config.max_new_tokens - len(self.response)
         row = RowSpec("greedy", min(room, self.config.max_simulation_tokens), stop_at_clause=True)
-        rollout = self.model.rollouts(self.prompt_ids + self.response, [row], self.generator, self.guard)[0]
+        rollout = self.model.rollouts(self.prompt_ids + self.response, [row], self.generator, self.guard, keep=True)[0]
         tokens = list(rollout.tokens)
         eos = rollout.finish == "eos"
         if eos:

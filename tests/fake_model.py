@@ -52,7 +52,7 @@ class FakeModel:
         return self._logprobs(ids)
 
     def rollouts(self, ids: Sequence[int], rows: Sequence[RowSpec], generator: torch.Generator,
-                 guard: ResponseGuard | None = None) -> list[Rollout]:
+                 guard: ResponseGuard | None = None, keep: bool = False) -> list[Rollout]:
         out = []
         for spec in rows:
             tokens: list[int] = []

@@ -53,6 +53,19 @@ def test_accept_all_judge_gives_plain_greedy_without_search(tiny_backend, prompt
     assert all(b.strip() != a.strip() for a, b in zip([""] + judged, judged))
 
 
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_drafting_clause_by_clause_costs_what_plain_decoding_costs(tiny_backend, prompt):
+    """Each drafted clause's cache is kept, so the next clause runs one token, not the clause again: with a judge
+    that runs no model, guard mode makes exactly plain greedy decoding's forward passes."""
+    rain = Rain(tiny_backend, evaluator=_accept, similarity=False, **SMALL)
+    guarded = rain.generate(prompt)
+    plain = _greedy(rain, prompt, SMALL["max_new_tokens"])
+    assert guarded.token_ids == plain.token_ids or plain.finish_reason == "stop"
+    assert guarded.stats.clauses_drafted >= 2
+    assert (guarded.stats.forward_calls, guarded.stats.tokens_processed) == \
+        (plain.stats.forward_calls, plain.stats.tokens_processed)
+
+
 def test_threshold_minus_one_accepts_even_a_rejecting_judge(tiny_backend):
     rain = Rain(tiny_backend, evaluator=_reject_all, similarity=False, **SMALL)
     guarded = rain.generate(PROMPTS[0], guard_threshold=-1.0)
