@@ -27,21 +27,21 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from .backend import LanguageModel, ResponseGuard, RowSpec
+from .backend import LanguageModel, RowSpec
 from .config import CLAUSE_END_CHARS, RainConfig
 from .embedder import Embedder
 from .evaluator import Evaluator
 from .exchange import Exchange, FormattedPrompt
 from .results import ClauseTrace, FinishReason, GenerationResult, SearchAttempt, SearchStats
 from .lookahead import search_class
-from .search import ProgressCallback
+from .search import Generation, ProgressCallback
 from .stops import cut_at_stop, stop_index, visible_text
 
 #: Search counters a guarded generation adds up over its searches.
 _SEARCH_COUNTERS = ("inner_iterations", "commits", "rewinds", "evaluations", "evaluation_cache_hits", "widenings")
 
 
-class GuardedGeneration:
+class GuardedGeneration(Generation):
     """The state of one guard-mode generation; `run()` yields accepted text and leaves the result on ``self.result``.
 
     Takes the same arguments as `RainSearch`; it runs the configured search from any clause its judge rejects.
@@ -50,22 +50,9 @@ class GuardedGeneration:
     def __init__(self, *, model: LanguageModel, evaluator: Evaluator, embedder: Embedder | None, config: RainConfig,
                  prompt: FormattedPrompt, prompt_ids: Sequence[int], generator: torch.Generator,
                  trace: bool = False, on_progress: ProgressCallback | None = None, constraint: Any = None) -> None:
-        self.model = model
-        self.evaluator = evaluator
-        self.embedder = embedder
-        self.config = config
-        self.prompt = prompt
-        self.prompt_ids = list(prompt_ids)
-        self.generator = generator
-        self.on_progress = on_progress
-        self.constraint = constraint
-        self.guard = ResponseGuard.build(len(self.prompt_ids), no_repeat_ngram_size=config.no_repeat_ngram_size,
-                                         constraint=constraint)
-        self.stops = tuple(config.stop) + tuple(prompt.stop_markers)
-        self.response: list[int] = []
-        self.stats = SearchStats(prompt_tokens=len(self.prompt_ids))
+        super().__init__(model=model, evaluator=evaluator, embedder=embedder, config=config, prompt=prompt,
+                         prompt_ids=prompt_ids, generator=generator, on_progress=on_progress, constraint=constraint)
         self.trace: list[ClauseTrace] | None = [] if trace else None
-        self.result: GenerationResult | None = None
         self._clause_end: dict[int, bool] = {}
 
     # ------------------------------------------------------------------------------------------ outer loop

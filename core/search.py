@@ -27,7 +27,33 @@ from .tree import (Node, ValueRange, apply_virtual_loss, backup, fold_embedding,
 ProgressCallback = Callable[[SearchStats], None]
 
 
-class RainSearch:
+class Generation:
+    """What every runner of one generation holds (the search, guard mode): the model, judge, encoder and config it
+    runs with, the prompt, the rules every drawn token obeys, the response so far and its statistics."""
+
+    def __init__(self, *, model: LanguageModel, evaluator: Evaluator, embedder: Embedder | None, config: RainConfig,
+                 prompt: FormattedPrompt, prompt_ids: Sequence[int], generator: torch.Generator,
+                 on_progress: ProgressCallback | None = None, constraint: Any = None,
+                 response: Sequence[int] = ()) -> None:
+        self.model = model
+        self.evaluator = evaluator
+        self.embedder = embedder
+        self.config = config
+        self.prompt = prompt
+        self.prompt_ids = list(prompt_ids)
+        self.generator = generator
+        self.on_progress = on_progress
+        self.constraint = constraint
+        # every candidate, simulation and prior is drawn under the same rules (a grammar constraint included)
+        self.guard = ResponseGuard.build(len(self.prompt_ids), no_repeat_ngram_size=config.no_repeat_ngram_size,
+                                         constraint=constraint)
+        self.stops = tuple(config.stop) + tuple(prompt.stop_markers)
+        self.response: list[int] = list(response)
+        self.stats = SearchStats(prompt_tokens=len(self.prompt_ids))
+        self.result: GenerationResult | None = None
+
+
+class RainSearch(Generation):
     """The state of one RAIN generation (docs/algorithm.md states the method this follows step by step)."""
 
     def __init__(self, *, model: LanguageModel, evaluator: Evaluator, embedder: Embedder | None, config: RainConfig,
@@ -38,25 +64,13 @@ class RainSearch:
         rejected clause); they count against ``max_new_tokens`` and are part of the result. ``stop_when(response)``
         is asked after each commit; True ends the search there, with finish reason ``stop`` (as when a caller ends
         a stream early)."""
-        self.model = model
-        self.evaluator = evaluator
-        self.embedder = embedder
-        self.config = config
-        self.prompt = prompt
-        self.prompt_ids = list(prompt_ids)
-        self.generator = generator
-        # every candidate, simulation and prior is drawn under the same rules (a grammar constraint included)
-        self.guard = ResponseGuard.build(len(self.prompt_ids), no_repeat_ngram_size=config.no_repeat_ngram_size,
-                                         constraint=constraint)
-        self.on_progress = on_progress
-        self.stops = tuple(config.stop) + tuple(prompt.stop_markers)
-        self.response: list[int] = list(response)
+        super().__init__(model=model, evaluator=evaluator, embedder=embedder, config=config, prompt=prompt,
+                         prompt_ids=prompt_ids, generator=generator, on_progress=on_progress, constraint=constraint,
+                         response=response)
         self.stop_when = stop_when
         self.root = Node(tokens=[], depth=0)
         self.values = ValueRange()
-        self.stats = SearchStats(prompt_tokens=len(self.prompt_ids))
         self.trace: list[CommitTrace] | None = [] if trace else None
-        self.result: GenerationResult | None = None
         self._scores: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------------ outer loop
