@@ -75,8 +75,8 @@ class RainConfig:
     Search strategy:
         search: ``"reference"`` (the method as the paper's code runs it: the faithful default) or ``"lookahead"``
             (complete-response rollouts, clause commits, commit along the best judged response; see lookahead.py).
-        clause_tokens: lookahead only: a committed clause ends at the first clause end once it holds the first
-            number of tokens, or at the second number.
+        clause_tokens: a clause ends at the first clause end once it holds the first number of tokens (lookahead's
+            committed clauses, guard mode's judged clauses), or at the second number (lookahead only).
 
     Generation:
         max_new_tokens: committed tokens at most.
@@ -116,8 +116,8 @@ class RainConfig:
         "search strategy: reference (the paper's method) or lookahead (complete-response rollouts, clause commits "
         "along the best judged response)", metavar="NAME"))
     clause_tokens: tuple[int, int] = field(default=(4, 12), metadata=option(
-        "lookahead: a committed clause holds at least the first and at most the second count of tokens (give the "
-        "flag twice: --clause-tokens 4 --clause-tokens 12)", metavar="N"))
+        "a clause (lookahead's commit, guard mode's judged unit) holds at least the first count of tokens, and "
+        "lookahead's at most the second (give the flag twice: --clause-tokens 4 --clause-tokens 12)", metavar="N"))
     max_new_tokens: int = field(default=128, metadata=option(
         "committed tokens at most", aliases=("max_tokens",), eval_flag=False))
     stop: tuple[str, ...] = field(default_factory=tuple, metadata=option(

@@ -4,7 +4,8 @@ The faithful method (search.py) searches before every commit, which costs ten to
 when nothing needs correcting. Guard mode pays for the search only where it is needed:
 
 1. Draft the next clause greedily with the KV cache, up to a clause end (the characters the simulation stops at,
-   `CLAUSE_END_CHARS`), EOS, a stop string, the token budget, or ``max_simulation_tokens`` tokens.
+   `CLAUSE_END_CHARS`) once the clause holds ``clause_tokens[0]`` tokens, EOS, a stop string, the token budget, or
+   ``max_simulation_tokens`` tokens.
 2. Judge the response so far, drafted clause included, with the engine's own judge (for a `SelfEvaluator`: both
    option orders in one batch, calibrated). A score of at least ``guard_threshold`` passes: the clause is accepted
    and streamed, and drafting continues.
@@ -109,15 +110,25 @@ class GuardedGeneration(Generation):
 
     # ------------------------------------------------------------------------------------------ drafting
     def _draft(self) -> tuple[list[int], FinishReason | None]:
-        """The greedy continuation of the accepted response up to its next clause end (or EOS, or a length cap)."""
-        room = self.config.max_new_tokens - len(self.response)
-        row = RowSpec("greedy", min(room, self.config.max_simulation_tokens), stop_at_clause=True)
-        rollout = self.model.rollouts(self.prompt_ids + self.response, [row], self.generator, self.guard, keep=True)[0]
-        tokens = list(rollout.tokens)
-        eos = rollout.finish == "eos"
-        if eos:
-            tokens.pop()
-        return tokens, self._ending(tokens, eos)
+        """The greedy continuation of the accepted response up to its next clause end (or EOS, or a length cap).
+
+        A clause end reached before the clause holds ``clause_tokens[0]`` tokens does not end it ("1.", " To
+        start,", a line break): drafting goes on to the next clause end, so the judge, whose call costs several
+        decoding steps, reads units it can judge instead of fragments."""
+        room = min(self.config.max_new_tokens - len(self.response), self.config.max_simulation_tokens)
+        shortest = self.config.clause_tokens[0]
+        tokens: list[int] = []
+        while True:
+            row = RowSpec("greedy", room - len(tokens), stop_at_clause=True)
+            rollout = self.model.rollouts(self.prompt_ids + self.response + tokens, [row], self.generator,
+                                          self.guard, keep=True)[0]
+            tokens.extend(rollout.tokens)
+            eos = rollout.finish == "eos"
+            if eos:
+                tokens.pop()
+            if (eos or rollout.finish != "clause" or len(tokens) >= shortest or len(tokens) >= room
+                    or stop_index(self.model.decode(self.response + tokens), self.stops) is not None):
+                return tokens, self._ending(tokens, eos)
 
     def _ending(self, tokens: list[int], eos: bool) -> FinishReason | None:
         """Whether accepting ``tokens`` ends the response (in the search's order: a stop string, EOS, the budget)."""

@@ -66,6 +66,38 @@ def test_drafting_clause_by_clause_costs_what_plain_decoding_costs(tiny_backend,
         (plain.stats.forward_calls, plain.stats.tokens_processed)
 
 
+def _clause_lengths(rain: Rain, result) -> list[int]:
+    """Tokens per drafted clause of an all-accepted guarded result (found by decoding growing prefixes)."""
+    lengths, start, ends, text = [], 0, [], ""
+    for clause in result.trace:
+        text += clause.drafted
+        ends.append(len(text))
+    for end in ends:
+        stop = start
+        while len(rain.backend.decode(result.token_ids[:stop])) < end and stop < len(result.token_ids):
+            stop += 1
+        lengths.append(stop - start)
+        start = stop
+    return lengths
+
+
+def test_clauses_shorter_than_the_minimum_are_judged_with_the_next(tiny_backend):
+    """A clause end reached before ``clause_tokens[0]`` tokens does not end the drafted clause: the same text, fewer
+    judge calls, every judged clause but the last at least that long."""
+    seen = {}
+    for shortest in (1, 6):
+        rain = Rain(tiny_backend, evaluator=_accept, similarity=False, **{**SMALL, "max_new_tokens": 60},
+                    clause_tokens=(shortest, 12))
+        results = [rain.generate(p, trace=True) for p in PROMPTS]
+        seen[shortest] = results
+        for result in results:
+            assert all(n >= shortest for n in _clause_lengths(rain, result)[:-1])
+    assert [r.text for r in seen[1]] == [r.text for r in seen[6]]
+    short_clauses = sum(n < 6 for r in seen[1] for n in _clause_lengths(rain, r)[:-1])
+    assert short_clauses > 0  # the prompts do draft short clauses, so the rule is exercised
+    assert sum(r.stats.clauses_drafted for r in seen[6]) < sum(r.stats.clauses_drafted for r in seen[1])
+
+
 def test_threshold_minus_one_accepts_even_a_rejecting_judge(tiny_backend):
     rain = Rain(tiny_backend, evaluator=_reject_all, similarity=False, **SMALL)
     guarded = rain.generate(PROMPTS[0], guard_threshold=-1.0)
