@@ -18,9 +18,14 @@ self-evaluate → back up, commit a child and keep its subtree) and changes what
 - **Reuse rollouts.** A committed clause keeps its subtree; the next round samples from the new, longer state, so
   its rollouts are shorter and their judgments share a longer prefix with earlier ones (the backend's prefix cache
   reuses both): later candidates cost fewer model tokens than whole samples.
-- **Spend iterations where the decision is open.** A round runs ``max(max_iterations − fn_root, min_iterations)``
-  rollouts (the reference's budget rule) as one batch (the backend samples all rows in one forward pass per token);
-  a root whose incumbent already scores at least ``value_threshold`` is committed without new rollouts.
+- **Spend the budget where it is needed.** ``max_iterations`` counts the rollouts of the whole response (the
+  reference counts per commit): the first round may spend all of it, and each later round gets what is left, but at
+  least ``min_iterations`` fresh rollouts. Rollouts run in batches of ``parallel_leaves`` (the backend samples a
+  batch's rows in one forward pass per token), and a round stops after the batch that finds a response judged at
+  least ``value_threshold`` (RAIN's stopping rule, applied to complete responses); a root whose incumbent already
+  scores that much is committed without new rollouts. So an easy prompt costs a few rollouts and the budget goes to
+  the prompts whose samples the judge does not like. With ``min_iterations = 0`` a response whose first round finds
+  nothing good enough follows the best response of that round.
 
 Every clause is sampled and none is checked against greedy decoding, so ``stats.rewinds`` counts every commit of
 this strategy; ``inner_iterations`` counts rollouts.
@@ -63,13 +68,21 @@ class LookaheadSearch(RainSearch):
         cfg = self.config
         if self.root.children and self._choose().peak >= cfg.value_threshold:
             return 0  # the incumbent is already good enough: commit its next clause as it stands
-        budget = max(cfg.max_iterations - self.root.forward_visits, cfg.min_iterations, 1)
-        self._rollout_batch(budget)  # one batch: the backend samples all rows in one forward pass per token
-        best = self._choose()
-        self.stats.last_value = best.peak
-        if self.on_progress is not None:
-            self.on_progress(self.stats)
-        return budget
+        # the budget is the response's: what earlier rounds spent is gone; a later round still gets min_iterations
+        budget = max(cfg.max_iterations - self.stats.inner_iterations, cfg.min_iterations,
+                     0 if self.root.children else 1)
+        done = 0
+        while done < budget:
+            size = min(cfg.parallel_leaves, budget - done)
+            self._rollout_batch(size)  # one batch: the backend samples all rows in one forward pass per token
+            done += size
+            best = self._choose()
+            self.stats.last_value = best.peak
+            if self.on_progress is not None:
+                self.on_progress(self.stats)
+            if best.peak >= cfg.value_threshold:
+                break  # RAIN's stopping rule, applied to judged complete responses: a good one has been found
+        return done
 
     def _choose(self) -> Node:
         """The root child on the path of the best judged response (ties: the more visited)."""

@@ -120,7 +120,8 @@ def test_commits_are_clauses(tiny_backend):
 
 
 def test_budget_rule_and_carried_rollouts(tiny_backend):
-    """A round runs max(T - fn_root, min_iterations) rollouts; what passed through the committed clause carries over."""
+    """The first round runs max_iterations rollouts; a later one what is left of them, but at least min_iterations;
+    what passed through the committed clause carries over."""
     search = _search(tiny_backend, lambda p, r: -1.0, max_iterations=10, min_iterations=3, max_new_tokens=24)
     first = search._search_root()
     assert first == 10 and search.root.forward_visits == 10
@@ -129,18 +130,43 @@ def test_budget_rule_and_carried_rollouts(tiny_backend):
     search._commit(child, first)
     assert search.root is child and search.root.forward_visits == carried
     second = search._search_root()
-    assert second == max(10 - carried, 3)
+    assert second == 3
     assert search.root.forward_visits == carried + second
+    spare = _search(tiny_backend, lambda p, r: -1.0, max_iterations=10, min_iterations=0, max_new_tokens=24)
+    spent = spare._search_root()
+    spare._commit(spare._choose(), spent)
+    assert spare._search_root() == 0  # nothing left and no floor: the next clause follows the best response
 
 
 def test_a_good_incumbent_is_committed_without_more_rollouts(tiny_backend):
     judge = Recorder(lambda response: 1.0)
     result = _lookahead(tiny_backend, judge, max_iterations=12, min_iterations=4).generate(PROMPT, seed=0)
-    assert result.stats.inner_iterations == 12  # the first round; its incumbent is good enough for every later commit
+    assert result.stats.inner_iterations == 1  # the first rollout is good enough for this and every later commit
     assert result.stats.commits >= 2
     bad = _lookahead(tiny_backend, Recorder(lambda response: 0.5), max_iterations=12, min_iterations=4).generate(
         PROMPT, seed=0)
     assert bad.stats.inner_iterations > 12  # below value_threshold every commit gets fresh rollouts
+
+
+@pytest.mark.parametrize("leaves, expected", [(1, 3), (2, 4), (5, 5)])
+def test_a_round_stops_after_the_batch_that_finds_a_good_response(tiny_backend, leaves, expected):
+    """Rollouts run in batches of ``parallel_leaves``; the round ends after the batch holding the first response
+    judged at least ``value_threshold``, and that response is the final text."""
+    calls: list[str] = []
+
+    def third_is_good(prompt: str, response: str) -> float:
+        calls.append(response)
+        return 0.9 if len(calls) == 3 else 0.0
+
+    search = _search(tiny_backend, third_is_good, max_iterations=10, min_iterations=3, value_threshold=0.8,
+                     parallel_leaves=leaves)
+    assert search._search_root() == expected
+    assert search.root.forward_visits == expected == len(calls)
+    assert search._choose().peak == 0.9
+    for _ in search.run():
+        pass
+    assert search.stats.inner_iterations == expected  # later commits follow the good response without rollouts
+    assert search.result.text == calls[2]
 
 
 def test_a_judge_that_bans_a_word_steers_the_search_away_from_it(tiny_backend):
