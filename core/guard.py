@@ -9,9 +9,11 @@ when nothing needs correcting. Guard mode pays for the search only where it is n
 2. Judge the response so far, drafted clause included, with the engine's own judge (for a `SelfEvaluator`: both
    option orders in one batch, calibrated). A score of at least ``guard_threshold`` passes: the clause is accepted
    and streamed, and drafting continues.
-3. A rejected clause is rewound: the configured search (`RainConfig.search`) starts from the accepted response and runs until a committed
-   continuation completes a clause (tokens it committed past that clause end are dropped; plain drafting writes what
-   follows). That clause is judged in turn; a rejected one is searched again, up to ``guard_searches`` searches.
+3. A rejected clause is rewound: the configured search (`RainConfig.search`) starts from the accepted response.
+   The reference search runs until a committed continuation completes a clause (tokens it committed past that clause
+   end are dropped; plain drafting writes what follows); the lookahead search, whose values are judgements of
+   complete responses, runs to the end of the response and its whole continuation is the replacement. The
+   replacement is judged in turn; a rejected one is searched again, up to ``guard_searches`` searches.
    If none passes, the response ends with the text accepted so far and finish reason ``rejected``: guard mode never
    emits text its judge rejected.
 
@@ -171,14 +173,22 @@ class GuardedGeneration(Generation):
         return next((i for i, t in enumerate(tokens) if self._ends_clause(t)), None)
 
     def _search(self) -> tuple[list[int], FinishReason | None, SearchAttempt]:
-        """RAIN from the start of the rejected clause until a committed continuation completes a clause; the
-        clause (cut at its end), how the response ends if it does, and the attempt's record (judged)."""
+        """The configured search from the start of the rejected clause; its continuation, how the response ends if
+        it does, and the attempt's record (judged).
+
+        The reference search judges clauses, so it runs until a committed continuation completes a clause, and
+        that clause (cut at its end) is what is judged. The lookahead search judges complete responses, so it runs
+        to the end of the response and its whole continuation, the best complete response it judged, is judged and
+        accepted or rejected as one: cutting it after a clause would throw away the judgement it was chosen by and
+        hand the rest back to the greedy drafting the judge objected to."""
         start = len(self.response)
+        whole = self.config.search == "lookahead"
         search = search_class(self.config.search)(
             model=self.model, evaluator=self.evaluator, embedder=self.embedder, config=self.config,
             prompt=self.prompt, prompt_ids=self.prompt_ids, generator=self.generator,
             trace=self.trace is not None, on_progress=self._progress_of(), constraint=self.constraint,
-            response=self.response, stop_when=lambda response: self._first_clause_end(response[start:]) is not None)
+            response=self.response,
+            stop_when=None if whole else lambda response: self._first_clause_end(response[start:]) is not None)
         for _ in search.run():
             pass
         assert search.result is not None
@@ -188,7 +198,7 @@ class GuardedGeneration(Generation):
         tokens = search.response[start:]
         end = self._first_clause_end(tokens)
         eos = search.result.finish_reason == "eos"
-        if end is not None and end + 1 < len(tokens):
+        if not whole and end is not None and end + 1 < len(tokens):
             tokens, eos = tokens[: end + 1], False  # what the search committed past the clause end is dropped
         ending = self._ending(tokens, eos)
         score = self._judge(tokens)

@@ -141,6 +141,25 @@ def test_judge_rejecting_a_token_rewinds_at_that_clause_only(tiny_backend, searc
         assert result.text.startswith("".join(clauses[:k]) + trace[k].replacement)
 
 
+def test_lookahead_replacement_is_the_whole_judged_response(tiny_backend):
+    """With the lookahead search a rejected clause is replaced by the rest of a complete response the search judged:
+    one search, no drafting after it, and the replacement is what the judge passed."""
+    prompt = PROMPTS[1]
+    clauses = _drafted_clauses(Rain(tiny_backend, evaluator=_accept, similarity=False, **SMALL), prompt)
+    k, banned = _banned_piece(clauses)
+
+    def judge(p: str, response: str) -> float:
+        return -1.0 if banned in response else 1.0
+
+    rain = Rain(tiny_backend, evaluator=judge, similarity=False, search="lookahead", **SMALL)
+    result = rain.generate(prompt, trace=True)
+    trace = result.trace
+    assert result.stats.searches == 1 and len(trace) == k + 1  # nothing was drafted after the search
+    assert trace[k].replacement is not None and trace[k].attempts[0].passed
+    assert result.text == "".join(clauses[:k]) + trace[k].replacement
+    assert banned not in result.text and result.finish_reason in ("eos", "length")
+
+
 def test_streamed_pieces_join_to_the_final_text(tiny_backend):
     def judge(p: str, response: str) -> float:
         return -1.0 if "e" in response[10:] else 1.0  # rejects often, so searches run mid-stream
