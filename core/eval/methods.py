@@ -98,7 +98,8 @@ def run_best_of_n(rain: Any, prompt: str, *, seed: int, max_new_tokens: int, bud
         if n is not None:
             size = min(BON_BATCH, n - len(candidates))
         elif not candidates:
-            size = 4  # a pilot batch that measures what one candidate costs on this item
+            size = 1  # a pilot that measures what one candidate costs on this item (a bigger pilot would overspend
+            # on items where RAIN stopped after one or two rollouts)
         else:
             per_candidate = (spent - prompt_spent) / len(candidates)  # measured: sampled tokens plus judgement
             size = math.floor((budget_tokens - spent - prompt_cost) / max(per_candidate, 1.0))

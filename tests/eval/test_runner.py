@@ -63,6 +63,16 @@ def test_bon_spends_rains_budget_and_measures_it(rain):
     assert outcome.details["chosen_index"] == scores.index(max(scores))  # ties: the earliest sample
 
 
+def test_bon_does_not_overspend_a_small_budget(rain):
+    """A budget of about two candidates buys about two, not a fixed pilot batch: the equal-compute rule holds on
+    items where RAIN stopped after a rollout or two."""
+    one = run_best_of_n(rain, "The movie was", seed=5, max_new_tokens=4, n=1, prompt_format="raw")
+    budget = int(2.5 * one.tokens)
+    outcome = run_best_of_n(rain, "The movie was", seed=5, max_new_tokens=4, budget_tokens=budget, prompt_format="raw")
+    assert 1 <= outcome.details["n"] <= 3
+    assert outcome.tokens <= budget + outcome.tokens / outcome.details["n"]
+
+
 def test_bon_judging_tokens_are_counted(rain):
     """Judging costs model tokens; BoN at a fixed N spends more than sampling alone."""
     backend = rain.backend
