@@ -2,9 +2,9 @@
 
 One run directory holds one RAIN budget (and Best-of-N matched to it); the curve gathers several: each method becomes
 a line through its points (headline rate with its Wilson 95% interval, against mean model tokens per item), so anyone
-can see which method wins at which cost. RAIN runs are told apart by search strategy (``reference`` or
-``lookahead``); Best-of-N points from every run form one line, because BoN at a token count is the same method
-whichever search its budget came from.
+can see which method wins at which cost. RAIN and guard-mode runs are told apart by search strategy (``reference`` or
+``lookahead``); Best-of-N points from every run (``bon`` and ``bon-guard``) form one line, because BoN at a token
+count is the same method whichever method its budget came from.
 
     python -m rain_core.eval.curve runs/look-T4 runs/look-T12 runs/ref-T4 ... --out curve.png [--n 60]
 """
@@ -23,8 +23,10 @@ from .fluency import fluency_summary
 from .report import wilson_interval
 
 _COLORS = {"vanilla-greedy": "#888888", "vanilla-sample": "#bbbbbb", "bon": "#4c72b0",
-           "rain (reference)": "#dd8452", "rain (lookahead)": "#c44e52"}
-_MARKERS = {"vanilla-greedy": "s", "vanilla-sample": "D", "bon": "o", "rain (reference)": "*", "rain (lookahead)": "^"}
+           "rain (reference)": "#dd8452", "rain (lookahead)": "#c44e52", "rain-guard (lookahead)": "#55a868",
+           "rain-guard (reference)": "#8172b3"}
+_MARKERS = {"vanilla-greedy": "s", "vanilla-sample": "D", "bon": "o", "rain (reference)": "*", "rain (lookahead)": "^",
+            "rain-guard (lookahead)": "v", "rain-guard (reference)": "P"}
 
 
 @dataclass
@@ -49,9 +51,13 @@ class Point:
 
 
 def _series(method: str, config: dict) -> str:
-    if method != "rain":
+    """The line a method's point belongs to: RAIN and guard mode by search strategy; Best-of-N is one line whether
+    its count came from RAIN or from guard mode."""
+    if method == "bon-guard":
+        return "bon"
+    if method not in ("rain", "rain-guard"):
         return method
-    return f"rain ({(config.get('rain_config') or {}).get('search', 'reference')})"
+    return f"{method} ({(config.get('rain_config') or {}).get('search', 'reference')})"
 
 
 def load_run(run_dir: str | Path, n: int | None = None) -> tuple[dict, list[dict]]:
