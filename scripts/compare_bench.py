@@ -1,7 +1,10 @@
 """`rain bench` for this engine and a previous one (a copy made by ``gpu_bench.py prepare``) in one process,
 alternating, so both see the same machine load. Prints each round's seconds per inner iteration and the medians.
 
-    OMP_NUM_THREADS=1 python scripts/compare_bench.py --old .bench_old --rounds 2 --max-new-tokens 16 --prompts 1
+    OMP_NUM_THREADS=1 python scripts/compare_bench.py --old .bench_old --rounds 2 --max-new-tokens 16 --prompts 1 [--same-judge]
+
+Seconds per iteration depend on the judge (its prompt length, and the tree its values grow: evaluation-cache hits are
+cheap iterations, expansions dear), so an engine comparison uses ``--same-judge``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--prompts", type=int, default=1)
     parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--same-judge", action="store_true",
+                        help="give the new engine the old engine's harmless judge (built-in 'harmless-conversation'; "
+                             "the default 'harmless' now reads the reply only), so both search the same values")
     args = parser.parse_args()
     torch.set_num_threads(1)
     sys.path.insert(0, str(Path(args.old).resolve()))
@@ -34,8 +40,9 @@ def main() -> None:
     figures: dict[str, list[float]] = {"old": [], "new": []}
     for round_ in range(args.rounds):
         for name, bench, config in (("old", old_bench, rain_core_old.RainConfig), ("new", new_bench, RainConfig)):
+            judge = {"evaluator": "harmless-conversation"} if name == "new" and args.same_judge else {}
             report = bench(model=args.model, device="cpu", config=config(max_new_tokens=args.max_new_tokens),
-                           n_prompts=args.prompts, progress=False)
+                           n_prompts=args.prompts, progress=False, **judge)
             figures[name].append(report["seconds_per_inner_iteration"])
             print(json.dumps({"round": round_, "engine": name, "s_per_iteration": report["seconds_per_inner_iteration"],
                               "iterations": report["inner_iterations"],
