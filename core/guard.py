@@ -37,7 +37,7 @@ from .evaluator import Evaluator
 from .exchange import Exchange, FormattedPrompt
 from .results import ClauseTrace, FinishReason, GenerationResult, SearchAttempt, SearchStats
 from .lookahead import search_class
-from .search import Generation, ProgressCallback
+from .search import Generation, ProgressCallback, unseen
 from .stops import cut_at_stop, stop_index, visible_text
 
 #: Search counters a guarded generation adds up over its searches.
@@ -70,12 +70,11 @@ class GuardedGeneration(Generation):
             finish = self._settle(clause, ending)
             text = self._text(self.response)
             visible = visible_text(text, self.stops, final=finish is not None)
-            if len(visible) > len(emitted) and visible.startswith(emitted):
-                yield visible[len(emitted):]
+            piece = unseen(visible, emitted)
+            if piece:
+                yield piece
                 emitted = visible
-            self.stats.forward_calls = self.model.forward_calls - calls0
-            self.stats.tokens_processed = self.model.tokens_processed - tokens0
-            self.stats.wall_seconds = time.perf_counter() - start
+            self._account(start, calls0, tokens0)
             if self.on_progress is not None:
                 self.on_progress(self.stats)
         self.stats.completion_tokens = len(self.response)
@@ -128,9 +127,9 @@ class GuardedGeneration(Generation):
             eos = rollout.finish == "eos"
             if eos:
                 tokens.pop()
-            if (eos or rollout.finish != "clause" or len(tokens) >= shortest or len(tokens) >= room
-                    or stop_index(self.model.decode(self.response + tokens), self.stops) is not None):
-                return tokens, self._ending(tokens, eos)
+            ending = self._ending(tokens, eos)  # EOS, a stop string or the budget ends the clause wherever it is
+            if ending is not None or rollout.finish != "clause" or len(tokens) >= min(shortest, room):
+                return tokens, ending
 
     def _ending(self, tokens: list[int], eos: bool) -> FinishReason | None:
         """Whether accepting ``tokens`` ends the response (in the search's order: a stop string, EOS, the budget)."""
@@ -182,8 +181,9 @@ class GuardedGeneration(Generation):
         accepted or rejected as one: cutting it after a clause would throw away the judgement it was chosen by and
         hand the rest back to the greedy drafting the judge objected to."""
         start = len(self.response)
-        whole = self.config.search == "lookahead"
-        search = search_class(self.config.search)(
+        strategy = search_class(self.config.search)
+        whole = strategy.judges_complete_responses
+        search = strategy(
             model=self.model, evaluator=self.evaluator, embedder=self.embedder, config=self.config,
             prompt=self.prompt, prompt_ids=self.prompt_ids, generator=self.generator,
             trace=self.trace is not None, on_progress=self._progress_of(), constraint=self.constraint,

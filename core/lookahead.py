@@ -60,6 +60,8 @@ def split_clauses(tokens: Sequence[int], ends_clause: Callable[[int], bool], *, 
 class LookaheadSearch(RainSearch):
     """RAIN with complete-response rollouts, clause commits and best-response commit (see the module docstring)."""
 
+    judges_complete_responses = True
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._clause_ends: dict[int, bool] = {}
@@ -77,9 +79,7 @@ class LookaheadSearch(RainSearch):
             self._rollout_batch(size)  # one batch: the backend samples all rows in one forward pass per token
             done += size
             best = self._choose()
-            self.stats.last_value = best.peak
-            if self.on_progress is not None:
-                self.on_progress(self.stats)
+            self._report(best.peak)
             if best.peak >= cfg.value_threshold:
                 break  # RAIN's stopping rule, applied to judged complete responses: a good one has been found
         return done

@@ -52,9 +52,32 @@ class Generation:
         self.stats = SearchStats(prompt_tokens=len(self.prompt_ids))
         self.result: GenerationResult | None = None
 
+    def _account(self, start: float, calls0: int, tokens0: int) -> None:
+        """Bring the cost counters up to date: the model's forward calls and tokens since the generation began (at
+        ``calls0`` and ``tokens0``) and the wall seconds since ``start``."""
+        self.stats.forward_calls = self.model.forward_calls - calls0
+        self.stats.tokens_processed = self.model.tokens_processed - tokens0
+        self.stats.wall_seconds = time.perf_counter() - start
+
+    def _report(self, value: float) -> None:
+        """Record the value the search now stands on and tell the progress callback, if there is one."""
+        self.stats.last_value = value
+        if self.on_progress is not None:
+            self.on_progress(self.stats)
+
+
+def unseen(visible: str, emitted: str) -> str:
+    """What a stream should yield now: the part of ``visible`` past ``emitted`` ('' when there is none, or when
+    ``visible`` no longer extends what was emitted)."""
+    return visible[len(emitted):] if len(visible) > len(emitted) and visible.startswith(emitted) else ""
+
 
 class RainSearch(Generation):
     """The state of one RAIN generation (docs/algorithm.md states the method this follows step by step)."""
+
+    #: Whether the values are judgements of complete responses (so a continuation is judged as a whole) or, as here,
+    #: of clause-length simulations. Guard mode asks it to decide what a search's replacement is.
+    judges_complete_responses = False
 
     def __init__(self, *, model: LanguageModel, evaluator: Evaluator, embedder: Embedder | None, config: RainConfig,
                  prompt: FormattedPrompt, prompt_ids: Sequence[int], generator: torch.Generator,
@@ -87,12 +110,11 @@ class RainSearch(Generation):
             if finish is None and self.stop_when is not None and self.stop_when(self.response):
                 finish = "stop"
             text, final = self._visible_text(finish)
-            if len(text) > len(emitted) and text.startswith(emitted):
-                yield text[len(emitted):]
+            piece = unseen(text, emitted)
+            if piece:
+                yield piece
                 emitted = text
-            self.stats.forward_calls = self.model.forward_calls - calls0
-            self.stats.tokens_processed = self.model.tokens_processed - tokens0
-            self.stats.wall_seconds = time.perf_counter() - start
+            self._account(start, calls0, tokens0)
         self.stats.completion_tokens = len(self.response)
         self.result = GenerationResult(text=final, token_ids=list(self.response), finish_reason=finish,
                                        stats=self.stats, trace=self.trace)
@@ -114,9 +136,7 @@ class RainSearch(Generation):
         while done < budget:
             done += self._iterate(min(cfg.parallel_leaves, budget - done))
             best = self.root.best_child()
-            self.stats.last_value = best.value
-            if self.on_progress is not None:
-                self.on_progress(self.stats)
+            self._report(best.value)
             if best.forward_visits > cfg.min_visits and best.value > cfg.value_threshold:
                 break
         return done
