@@ -35,6 +35,8 @@ CLAUSE_END_CHARS = ",.?:;\n"
 MODES = ("full", "guard")
 #: The search strategies (`RainConfig.search`): the faithful reference, and the lookahead search (lookahead.py).
 SEARCH_STRATEGIES = ("reference", "lookahead")
+#: What the lookahead search's first rollout of a response is (`RainConfig.first_rollout`).
+FIRST_ROLLOUTS = ("greedy", "sample")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,10 @@ class RainConfig:
             (complete-response rollouts, clause commits, commit along the best judged response; see lookahead.py).
         clause_tokens: a clause ends at the first clause end once it holds the first number of tokens (lookahead's
             committed clauses, guard mode's judged clauses), or at the second number (lookahead only).
+        first_rollout: the lookahead search's first rollout of a response: ``"greedy"`` (the model's own greedy
+            continuation, judged like any other rollout, so a response the judge already accepts costs one rollout
+            and keeps the model's most likely wording) or ``"sample"`` (every rollout sampled). Guard mode's
+            searches always sample: they start where the judge has just rejected the greedy draft.
 
     Generation:
         max_new_tokens: committed tokens at most.
@@ -118,6 +124,9 @@ class RainConfig:
     clause_tokens: tuple[int, int] = field(default=(4, 12), metadata=option(
         "a clause (lookahead's commit, guard mode's judged unit) holds at least the first count of tokens, and "
         "lookahead's at most the second (give the flag twice: --clause-tokens 4 --clause-tokens 12)", metavar="N"))
+    first_rollout: str = field(default="greedy", metadata=option(
+        "lookahead: the response's first rollout is the greedy continuation ('greedy') or a sample ('sample')",
+        metavar="KIND"))
     max_new_tokens: int = field(default=128, metadata=option(
         "committed tokens at most", aliases=("max_tokens",), eval_flag=False))
     stop: tuple[str, ...] = field(default_factory=tuple, metadata=option(
@@ -169,6 +178,7 @@ class RainConfig:
         need(isinstance(self.clause_tokens, tuple) and len(self.clause_tokens) == 2 and all(isinstance(x, int) and x >= 1 for x in self.clause_tokens)
              and self.clause_tokens[0] <= self.clause_tokens[1], "clause_tokens",
              "must be two integers (min, max) with 1 <= min <= max")
+        need(self.first_rollout in FIRST_ROLLOUTS, "first_rollout", f"must be one of {', '.join(map(repr, FIRST_ROLLOUTS))}")
         need(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "max_new_tokens", "must be an integer >= 1")
         need(all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty strings")
         need(self.seed is None or isinstance(self.seed, int), "seed", "must be an integer or None")

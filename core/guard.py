@@ -183,8 +183,10 @@ class GuardedGeneration(Generation):
         start = len(self.response)
         strategy = search_class(self.config.search)
         whole = strategy.judges_complete_responses
+        # a lookahead search here samples every rollout: its greedy continuation starts with the clause just rejected
+        config = self.config.updated(first_rollout="sample") if whole else self.config
         search = strategy(
-            model=self.model, evaluator=self.evaluator, embedder=self.embedder, config=self.config,
+            model=self.model, evaluator=self.evaluator, embedder=self.embedder, config=config,
             prompt=self.prompt, prompt_ids=self.prompt_ids, generator=self.generator,
             trace=self.trace is not None, on_progress=self._progress_of(), constraint=self.constraint,
             response=self.response,

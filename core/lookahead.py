@@ -8,6 +8,11 @@ self-evaluate → back up, commit a child and keep its subtree) and changes what
 - **Simulate to the end of the response.** Every rollout samples (temperature 1, as plain sampling does) from the
   committed state until EOS, a stop string or ``max_new_tokens``, in batches. The judge reads complete responses,
   the same thing Best-of-N's judge reads, instead of a clause.
+- **The model's own answer first.** With ``first_rollout = "greedy"`` (the default) the response's first rollout is
+  the greedy continuation instead of a sample: the reference search's prior leads it towards greedy decoding, and
+  here greedy is simply the first candidate the judge reads. When the judge accepts it (at least
+  ``value_threshold``) the response is the model's most likely, most fluent wording at the cost of one rollout;
+  when it does not, it stays in the tree as one candidate among the samples that follow.
 - **Grow the tree from rollouts.** A rollout becomes a chain of clause nodes (`split_clauses`): each ends at the first
   clause end once it holds ``clause_tokens[0]`` tokens, or at ``clause_tokens[1]`` tokens. Equal clauses share a node.
 - **Back up the mean and the peak.** Each node on the path gets the usual visit count and running mean (tree.backup)
@@ -27,8 +32,8 @@ self-evaluate → back up, commit a child and keep its subtree) and changes what
   the prompts whose samples the judge does not like. With ``min_iterations = 0`` a response whose first round finds
   nothing good enough follows the best response of that round.
 
-Every clause is sampled and none is checked against greedy decoding, so ``stats.rewinds`` counts every commit of
-this strategy; ``inner_iterations`` counts rollouts.
+No clause is checked against greedy decoding, so ``stats.rewinds`` counts every commit of this strategy (the
+greedy rollout's clauses too); ``inner_iterations`` counts rollouts.
 """
 
 from __future__ import annotations
@@ -76,7 +81,8 @@ class LookaheadSearch(RainSearch):
         done = 0
         while done < budget:
             size = min(cfg.parallel_leaves, budget - done)
-            self._rollout_batch(size)  # one batch: the backend samples all rows in one forward pass per token
+            # one batch: the backend decodes all rows in one forward pass per token
+            self._rollout_batch(size, greedy_first=cfg.first_rollout == "greedy" and self.stats.inner_iterations == 0)
             done += size
             best = self._choose()
             self._report(best.peak)
@@ -88,11 +94,13 @@ class LookaheadSearch(RainSearch):
         """The root child on the path of the best judged response (ties: the more visited)."""
         return max(self.root.children, key=lambda c: (c.peak, c.visits))
 
-    def _rollout_batch(self, size: int) -> None:
-        """Sample ``size`` complete responses from the root in one batch, judge each, add it to the tree, back up."""
+    def _rollout_batch(self, size: int, greedy_first: bool = False) -> None:
+        """Run ``size`` complete responses from the root in one batch (the first greedy when ``greedy_first``, the
+        rest sampled), judge each, add it to the tree, back up."""
         remaining = self.config.max_new_tokens - len(self.response)
         ids = self.prompt_ids + self.response
-        rollouts = self.model.rollouts(ids, [RowSpec("full", remaining)] * size, self.generator, self.guard)
+        rows = [RowSpec("greedy" if greedy_first and i == 0 else "full", remaining) for i in range(size)]
+        rollouts = self.model.rollouts(ids, rows, self.generator, self.guard)
         for rollout in rollouts:
             self.stats.inner_iterations += 1
             # judged one at a time, as Best-of-N judges: consecutive judgements share the committed prefix in the

@@ -160,6 +160,28 @@ def test_lookahead_replacement_is_the_whole_judged_response(tiny_backend):
     assert banned not in result.text and result.finish_reason in ("eos", "length")
 
 
+def test_guard_searches_sample_every_rollout(tiny_backend):
+    """Guard mode's lookahead search never starts with the greedy continuation: from a rejected clause that is the
+    text the judge has just objected to. The complete greedy response is drafted only clause by clause, so a
+    judge that never sees it in full saw no greedy rollout; full mode's lookahead judges it first."""
+    prompt = PROMPTS[1]
+    clauses = _drafted_clauses(Rain(tiny_backend, evaluator=_accept, similarity=False, **SMALL), prompt)
+    assert len(clauses) >= 2  # the first clause is not the last, so greedy drafting never reaches the end
+    banned = max(clauses[0].split(), key=len)  # the first clause is rejected
+    whole = "".join(clauses)
+    seen: list[str] = []
+
+    def judge(p: str, response: str) -> float:
+        seen.append(response)
+        return -1.0 if banned in response else 1.0
+
+    Rain(tiny_backend, evaluator=judge, similarity=False, search="lookahead", **SMALL).generate(prompt)
+    assert whole not in seen and len(seen) > 1
+    seen.clear()
+    Rain(tiny_backend, evaluator=judge, similarity=False, search="lookahead", **{**SMALL, "mode": "full"}).generate(prompt)
+    assert seen[0] == whole
+
+
 def test_streamed_pieces_join_to_the_final_text(tiny_backend):
     def judge(p: str, response: str) -> float:
         return -1.0 if "e" in response[10:] else 1.0  # rejects often, so searches run mid-stream

@@ -74,6 +74,8 @@ def test_config_validates_the_search_options():
     with pytest.raises(ConfigError, match="clause_tokens"):
         RainConfig(clause_tokens=(0, 3))
     assert RainConfig(clause_tokens=[2, 5]).clause_tokens == (2, 5)
+    with pytest.raises(ConfigError, match="first_rollout"):
+        RainConfig(first_rollout="beam")
 
 
 # ------------------------------------------------------------------------------------------ the search
@@ -146,6 +148,31 @@ def test_a_good_incumbent_is_committed_without_more_rollouts(tiny_backend):
     bad = _lookahead(tiny_backend, Recorder(lambda response: 0.5), max_iterations=12, min_iterations=4).generate(
         PROMPT, seed=0)
     assert bad.stats.inner_iterations > 12  # below value_threshold every commit gets fresh rollouts
+
+
+def test_the_first_rollout_is_the_greedy_continuation(tiny_backend):
+    """first_rollout='greedy': the response's first rollout is the model's greedy continuation, so a judge that
+    accepts it gets greedy decoding's text for one rollout; 'sample' makes it a sample like the rest."""
+    greedy = _lookahead(tiny_backend, Recorder(lambda r: 1.0)).generate_plain(PROMPT, max_new_tokens=20)[0].text
+    accepted = _lookahead(tiny_backend, Recorder(lambda r: 1.0)).generate(PROMPT, seed=0)
+    assert accepted.text == greedy and accepted.stats.inner_iterations == 1
+    sampled = _lookahead(tiny_backend, Recorder(lambda r: 1.0), first_rollout="sample").generate(PROMPT, seed=0)
+    assert sampled.stats.inner_iterations == 1 and sampled.text != greedy
+
+
+def test_a_rejected_greedy_rollout_is_one_candidate_among_samples(tiny_backend):
+    """Below value_threshold greedy is judged first and stays a candidate; the search samples on and ends on its
+    best judged response, which is not greedy when the judge scores greedy worst."""
+    greedy = _lookahead(tiny_backend, Recorder(lambda r: 1.0)).generate_plain(PROMPT, max_new_tokens=20)[0].text
+    judge = Recorder(lambda r: -1.0 if r == greedy else 0.5 * _count_e(r))
+    result = _lookahead(tiny_backend, judge, max_iterations=6, min_iterations=0).generate(PROMPT, seed=0)
+    assert next(iter(judge.seen)) == greedy  # judged first
+    assert result.stats.inner_iterations == 6 and len(judge.seen) >= 2
+    assert result.text != greedy and judge.seen[result.text] == max(judge.seen.values())
+    ablation = Recorder(judge.fn)
+    _lookahead(tiny_backend, ablation, max_iterations=6, min_iterations=0, first_rollout="sample").generate(
+        PROMPT, seed=0)
+    assert next(iter(ablation.seen)) != greedy
 
 
 @pytest.mark.parametrize("leaves, expected", [(1, 3), (2, 4), (5, 5)])
