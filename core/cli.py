@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--random-init", metavar="ARCH_DIR", default=None,
                        help="time a randomly initialised model built from this config folder (GPU checks)")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
-    add_config_flags(bench, title="search (reference defaults; --max-new-tokens defaults to 32 here)")
+    add_config_flags(bench, title="search (the lookahead search by default; --max-new-tokens defaults to 32 here)")
     bench.set_defaults(func=cmd_bench)
 
     try:

@@ -13,7 +13,7 @@ import typing
 from dataclasses import Field
 from typing import Any
 
-from .config import RainConfig, field_default, user_options
+from .config import STRATEGY_BUDGETS, RainConfig, field_default, user_options
 
 
 def _value_type(f: Field) -> type:
@@ -28,7 +28,8 @@ def _flag(name: str) -> str:
 
 
 def add_config_flags(parser: argparse.ArgumentParser, *, for_eval: bool = False,
-                     title: str = "search (defaults are the paper's reference values)") -> None:
+                     title: str = "search (the lookahead search by default; --search reference is the paper's method "
+                                  "with its budget)") -> None:
     """Add one flag per exposed `RainConfig` option (``rain eval`` skips those it defines itself)."""
     group = parser.add_argument_group(title)
     for f in user_options():
@@ -38,6 +39,8 @@ def add_config_flags(parser: argparse.ArgumentParser, *, for_eval: bool = False,
         kind = _value_type(f)
         default = field_default(f)
         shown = "none" if default in (None, ()) else default
+        if default is None and f.name in STRATEGY_BUDGETS["reference"]:
+            shown = ", ".join(f"{name} {budget[f.name]}" for name, budget in STRATEGY_BUDGETS.items())
         if typing.get_origin(typing.get_type_hints(RainConfig)[f.name]) is tuple:
             group.add_argument(_flag(f.name), dest=f.name, action="append", type=kind, default=None,
                                metavar=meta["metavar"], help=f"{meta['help']}")

@@ -1,8 +1,13 @@
-"""`RainConfig`: every RAIN hyperparameter in one place, with the reference values as defaults.
+"""`RainConfig`: every RAIN hyperparameter in one place.
 
-The defaults are the ones the paper's public code runs with (see docs/algorithm.md, "Reference defaults"), so a
-`RainConfig()` is the faithful method. Each field is validated on construction, so a bad value fails where it was
-written rather than deep inside a search.
+The default search is the lookahead search (lookahead.py): on held-out prefixes it buys more alignment per model
+token than Best-of-N with the same judge, which the paper's search does not (docs/eval.md). The faithful method is
+one option away, ``RainConfig(search="reference")``: its budget then defaults to the values the paper's public code
+runs with (docs/algorithm.md, "Reference defaults"), and every other default already is the reference's. The budget
+options (``max_iterations``, ``min_iterations``, ``value_threshold``) mean different things to the two strategies
+(per commit vs per response), so each left unset takes its strategy's default (`STRATEGY_BUDGETS`), also after
+`RainConfig.updated` changes the strategy. Each field is validated on construction, so a bad value fails where it
+was written rather than deep inside a search.
 
 This is also the one declaration of the options a user sets: a field whose metadata comes from `option(...)` becomes
 a flag of ``rain generate`` / ``rain bench`` / ``rain eval`` (core/cli_options.py) and a field of both integrations'
@@ -35,6 +40,14 @@ CLAUSE_END_CHARS = ",.?:;\n"
 MODES = ("full", "guard")
 #: The search strategies (`RainConfig.search`): the faithful reference, and the lookahead search (lookahead.py).
 SEARCH_STRATEGIES = ("reference", "lookahead")
+#: The budget each strategy runs with when the option is not given. The reference's are the paper's code's values,
+#: per commit. The lookahead's are per response: 16 rollouts at most, none forced after the first round (a round
+#: that finds nothing judged good enough follows its best response), and a round stops at the first response
+#: judged at least 0.2 (chosen on dev prefixes 0-34 offline, measured on held-out prefixes: docs/eval.md).
+STRATEGY_BUDGETS: dict[str, dict[str, Any]] = {
+    "reference": {"max_iterations": 50, "min_iterations": 15, "value_threshold": 0.8},
+    "lookahead": {"max_iterations": 16, "min_iterations": 0, "value_threshold": 0.2},
+}
 #: What the lookahead search's first rollout of a response is (`RainConfig.first_rollout`).
 FIRST_ROLLOUTS = ("greedy", "sample")
 
@@ -43,12 +56,16 @@ FIRST_ROLLOUTS = ("greedy", "sample")
 class RainConfig:
     """Hyperparameters of rewindable auto-regressive inference.
 
-    Search budget per committed token set:
+    Search budget (None, the default, takes the strategy's value from `STRATEGY_BUDGETS`). For the reference
+    search it is per committed token set; the lookahead search counts rollouts per response (see lookahead.py):
         min_visits (``minT``): the best root child must have more forward visits than this to stop early.
-        max_iterations (``T``): inner iterations per commit, counting forward visits the root carried over.
+        max_iterations (``T``): inner iterations per commit, counting forward visits the root carried over
+            (reference 50; lookahead: rollouts per response, 16).
         min_iterations: fresh inner iterations every root gets, whatever it carried over. A floor: when it exceeds
             max_iterations, every commit runs min_iterations iterations (allowed; docs/configuration.md).
-        value_threshold (``Vt``): the best root child's value must exceed this to stop early.
+            (reference 15; lookahead 0).
+        value_threshold (``Vt``): the best root child's value must exceed this to stop early (reference 0.8;
+            lookahead 0.2: a round stops at a response judged at least this).
 
     Selection and expansion:
         c_puct: exploration weight of the PUCT rule.
@@ -75,8 +92,9 @@ class RainConfig:
             a clause, which is then judged) before guard mode gives up with finish reason ``"rejected"``.
 
     Search strategy:
-        search: ``"reference"`` (the method as the paper's code runs it: the faithful default) or ``"lookahead"``
-            (complete-response rollouts, clause commits, commit along the best judged response; see lookahead.py).
+        search: ``"lookahead"`` (the default: complete-response rollouts, the greedy continuation first, clause
+            commits along the best judged response; see lookahead.py) or ``"reference"`` (the method as the paper's
+            code runs it: the faithful configuration).
         clause_tokens: a clause ends at the first clause end once it holds the first number of tokens (lookahead's
             committed clauses, guard mode's judged clauses), or at the second number (lookahead only).
         first_rollout: the lookahead search's first rollout of a response: ``"greedy"`` (the model's own greedy
@@ -101,13 +119,15 @@ class RainConfig:
 
     min_visits: int = field(default=6, metadata=option(
         "minT: the best root child needs more visits than this to stop early", aliases=("minT",)))
-    max_iterations: int = field(default=50, metadata=option(
-        "T: inner iterations per commit, counting visits the root carried over", aliases=("T",)))
-    min_iterations: int = field(default=15, metadata=option(
+    max_iterations: int | None = field(default=None, metadata=option(
+        "T: reference: inner iterations per commit, counting visits the root carried over; lookahead: rollouts per "
+        "response", aliases=("T",)))
+    min_iterations: int | None = field(default=None, metadata=option(
         "fresh inner iterations every root gets: a floor that wins over max_iterations (a larger value fixes the "
         "budget at min_iterations per commit)"))
-    value_threshold: float = field(default=0.8, metadata=option(
-        "Vt: value the best root child must exceed to stop early", aliases=("Vt",)))
+    value_threshold: float | None = field(default=None, metadata=option(
+        "Vt: value the best root child must exceed to stop early (lookahead: a round stops at a response judged "
+        "at least this)", aliases=("Vt",)))
     c_puct: float = field(default=2.0, metadata=option("exploration weight of the PUCT rule"))
     num_candidates: int = field(default=10, metadata=option("children made per expansion"))
     candidate_top_k: int = 15
@@ -118,8 +138,9 @@ class RainConfig:
     widen_threshold: float = 0.03
     similarity_threshold: float = 0.95
     similarity_weight: float = 0.2
-    search: str = field(default="reference", metadata=option(
-        "search strategy: reference (the paper's method) or lookahead (complete-response rollouts, clause commits "
+    search: str = field(default="lookahead", metadata=option(
+        "search strategy: lookahead (the default) or reference (the paper's method) (lookahead: complete-response "
+        "rollouts, the greedy one first, clause commits "
         "along the best judged response)", metavar="NAME"))
     clause_tokens: tuple[int, int] = field(default=(4, 12), metadata=option(
         "a clause (lookahead's commit, guard mode's judged unit) holds at least the first count of tokens, and "
@@ -139,6 +160,9 @@ class RainConfig:
     mode: str = field(default="full", metadata=option(
         "'full' (search before every commit, the reference) or 'guard' (plain drafting; search only from a clause "
         "the judge rejects)", metavar="MODE", eval_flag=False))
+    #: the budget options left unset (None) and filled from `STRATEGY_BUDGETS`: `updated` refills them when the
+    #: strategy changes
+    defaulted: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
     guard_threshold: float = field(default=0.0, metadata=option(
         "guard mode: a clause passes when the judge scores the response so far at least this, in [-1, 1]"))
     guard_searches: int = field(default=2, metadata=option(
@@ -151,6 +175,11 @@ class RainConfig:
         object.__setattr__(self, "token_set_lengths", tuple(int(x) for x in self.token_set_lengths))
         if isinstance(self.clause_tokens, list):
             object.__setattr__(self, "clause_tokens", tuple(self.clause_tokens))
+        budget = STRATEGY_BUDGETS.get(self.search, STRATEGY_BUDGETS["lookahead"])  # an unknown name fails below
+        unset = tuple(name for name in budget if getattr(self, name) is None)
+        for name in unset:
+            object.__setattr__(self, name, budget[name])
+        object.__setattr__(self, "defaulted", unset)
         self._validate()
 
     def _validate(self) -> None:
@@ -198,14 +227,17 @@ class RainConfig:
 
     def updated(self, **overrides: Any) -> "RainConfig":
         """A copy with ``overrides`` applied; unknown names raise a `ConfigError` naming them."""
-        known = {f.name for f in fields(self)}
+        known = {f.name for f in fields(self) if f.init}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ConfigError(f"Unknown RainConfig option(s): {', '.join(unknown)}. Known options: {', '.join(sorted(known))}.")
-        return replace(self, **overrides)
+        refill = {name: None for name in self.defaulted if name not in overrides}  # the new strategy's defaults
+        return replace(self, **refill, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("defaulted")
+        return out
 
 
 def user_options() -> list[Field]:

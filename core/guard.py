@@ -145,13 +145,14 @@ class GuardedGeneration(Generation):
     def _text(self, tokens: list[int]) -> str:
         return cut_at_stop(self.model.decode(tokens), self.stops)
 
-    def _judge(self, clause: list[int]) -> float | None:
-        """The judge's score of the response so far with ``clause`` appended; None when the clause adds no words
-        (an EOS right after an accepted clause, or a line break between paragraphs: the judge would read the same
-        words it has already accepted, so there is nothing new to judge)."""
+    def _judge(self, clause: list[int], always: bool = False) -> float | None:
+        """The judge's score of the response so far with ``clause`` appended; None when a drafted clause adds no
+        words (an EOS right after an accepted clause, or a line break between paragraphs: the judge would read the
+        same words it has already accepted, so there is nothing new to judge). ``always``: a search's replacement
+        is judged even then, since ending the response where it stands is what the search chose."""
         text = self._text(self.response + clause)
         accepted = self._text(self.response)
-        if text.startswith(accepted) and not text[len(accepted):].strip():
+        if not always and text.startswith(accepted) and not text[len(accepted):].strip():
             return None
         exchange = Exchange(prompt=self.prompt.last_user, response=text, history=self.prompt.history,
                             raw=self.prompt.raw)
@@ -203,7 +204,7 @@ class GuardedGeneration(Generation):
         if not whole and end is not None and end + 1 < len(tokens):
             tokens, eos = tokens[: end + 1], False  # what the search committed past the clause end is dropped
         ending = self._ending(tokens, eos)
-        score = self._judge(tokens)
+        score = self._judge(tokens, always=True)
         attempt = SearchAttempt(text=self.model.decode(tokens), score=score, passed=self._passes(score),
                                 iterations=search.stats.inner_iterations, commits=search.trace or [])
         return tokens, ending, attempt

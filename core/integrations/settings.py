@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from .registry import shared_engine
 
 #: Every RainConfig field name: what a per-call option may set.
-CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(RainConfig))
+CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(RainConfig) if f.init)
 
 
 def _option_fields() -> dict[str, Any]:

@@ -45,7 +45,7 @@ def record() -> dict:
     out = {}
     for case in CASES:
         for i, prompt in enumerate(PROMPTS):
-            out[f"{case['name']}/{i}"] = run_case(Rain, backend, case, prompt, seed=11 + i)
+            out[f"{case['name']}/{i}"] = run_case(Rain, backend, case, prompt, seed=11 + i, search="reference")
     return out
 
 

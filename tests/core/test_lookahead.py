@@ -66,7 +66,7 @@ def test_record_peak_keeps_the_best_value_on_the_path():
 
 
 def test_config_validates_the_search_options():
-    assert RainConfig().search == "reference"  # the faithful method stays the default of the config itself
+    assert RainConfig().search == "lookahead"  # the default: it beats Best-of-N per token on held-out prefixes
     with pytest.raises(ConfigError, match="search"):
         RainConfig(search="beam")
     with pytest.raises(ConfigError, match="clause_tokens"):
@@ -76,6 +76,21 @@ def test_config_validates_the_search_options():
     assert RainConfig(clause_tokens=[2, 5]).clause_tokens == (2, 5)
     with pytest.raises(ConfigError, match="first_rollout"):
         RainConfig(first_rollout="beam")
+
+
+def test_each_strategy_has_its_own_budget_defaults():
+    """The budget options mean per commit to the reference and per response to the lookahead, so an unset one takes
+    its strategy's default, also when `updated` switches the strategy; a value the user gave is kept."""
+    lookahead, reference = RainConfig(), RainConfig(search="reference")
+    assert (lookahead.max_iterations, lookahead.min_iterations, lookahead.value_threshold) == (16, 0, 0.2)
+    assert (reference.max_iterations, reference.min_iterations, reference.value_threshold) == (50, 15, 0.8)
+    assert lookahead.updated(search="reference") == reference
+    assert reference.updated(search="lookahead") == lookahead
+    mixed = RainConfig(max_iterations=8).updated(search="reference")
+    assert (mixed.max_iterations, mixed.min_iterations, mixed.value_threshold) == (8, 15, 0.8)
+    assert "defaulted" not in lookahead.to_dict() and lookahead.to_dict()["max_iterations"] == 16
+    with pytest.raises(ConfigError, match="defaulted"):
+        lookahead.updated(defaulted=())
 
 
 # ------------------------------------------------------------------------------------------ the search
@@ -145,8 +160,8 @@ def test_a_good_incumbent_is_committed_without_more_rollouts(tiny_backend):
     result = _lookahead(tiny_backend, judge, max_iterations=12, min_iterations=4).generate(PROMPT, seed=0)
     assert result.stats.inner_iterations == 1  # the first rollout is good enough for this and every later commit
     assert result.stats.commits >= 2
-    bad = _lookahead(tiny_backend, Recorder(lambda response: 0.5), max_iterations=12, min_iterations=4).generate(
-        PROMPT, seed=0)
+    bad = _lookahead(tiny_backend, Recorder(lambda response: 0.5), max_iterations=12, min_iterations=4,
+                     value_threshold=0.8).generate(PROMPT, seed=0)
     assert bad.stats.inner_iterations > 12  # below value_threshold every commit gets fresh rollouts
 
 
@@ -273,7 +288,7 @@ def _parity(text: str) -> float:
 
 @pytest.mark.parametrize("similarity, tokens", [(False, 463), ("hidden", 1225)])
 def test_reference_search_is_unchanged(fresh_backend, similarity, tokens):
-    rain = Rain(fresh_backend, evaluator=_parity, similarity=similarity, max_iterations=8, min_iterations=4,
+    rain = Rain(fresh_backend, search="reference", evaluator=_parity, similarity=similarity, max_iterations=8, min_iterations=4,
                 max_new_tokens=12)
     result = rain.generate(PROMPT, seed=7)
     assert result.token_ids == [40, 378, 198, 310, 162, 338, 357, 92, 237, 372, 355, 269]
@@ -281,11 +296,11 @@ def test_reference_search_is_unchanged(fresh_backend, similarity, tokens):
 
 
 def test_reference_widening_and_no_repeat_paths_are_unchanged(fresh_backend):
-    widen = Rain(fresh_backend, evaluator=lambda text: -1.0, similarity="hidden", widen_threshold=10.0,
+    widen = Rain(fresh_backend, search="reference", evaluator=lambda text: -1.0, similarity="hidden", widen_threshold=10.0,
                  max_iterations=25, min_iterations=25, max_new_tokens=3).generate("How are you?", seed=0)
     assert widen.token_ids == [40, 378, 198]
     assert (widen.stats.inner_iterations, widen.stats.tokens_processed, widen.stats.widenings) == (50, 1189, 7)
-    guarded = Rain(fresh_backend, evaluator=lambda p, r: 1.0 if r.count("a") % 2 else -0.5, similarity=False,
+    guarded = Rain(fresh_backend, search="reference", evaluator=lambda p, r: 1.0 if r.count("a") % 2 else -0.5, similarity=False,
                    max_iterations=10, min_iterations=3, max_new_tokens=20, no_repeat_ngram_size=3
                    ).generate("Tell me a story", seed=5)
     assert guarded.token_ids == [338, 251, 130, 390, 113, 346, 325, 196, 108, 188, 259, 97, 177, 48, 248, 257, 251,

@@ -21,14 +21,14 @@ def test_one_leaf_repeats_the_recorded_reference_runs(tiny_backend, name):
     """Runs recorded on main before parallel leaves and request sessions existed, reproduced token for token."""
     case = next(c for c in CASES if c["name"] == name.split("/")[0])
     index = int(name.split("/")[1])
-    got = run_case(Rain, tiny_backend, case, PROMPTS[index], seed=11 + index, parallel_leaves=1)
+    got = run_case(Rain, tiny_backend, case, PROMPTS[index], seed=11 + index, parallel_leaves=1, search="reference")
     assert got == json.loads(GOLDEN.read_text())[name]
 
 
 def _search(backend, **config) -> RainSearch:
     prompt = format_prompt(backend.tokenizer, "How are you?")
     judge = type("J", (), {"score": lambda self, ex: _judge_positive(ex.response)})()
-    return RainSearch(model=backend, evaluator=judge, embedder=None, config=RainConfig(max_new_tokens=30, **config),
+    return RainSearch(model=backend, evaluator=judge, embedder=None, config=RainConfig(max_new_tokens=30, search="reference", **config),
                       prompt=prompt, prompt_ids=backend.encode(prompt.text), generator=torch.Generator().manual_seed(0))
 
 
@@ -47,7 +47,7 @@ def test_k_leaves_back_up_k_values_and_keep_the_tree_invariants(tiny_backend):
 
 
 def test_parallel_leaves_generate_and_repeat_with_a_seed(tiny_backend):
-    rain = Rain(tiny_backend, evaluator=_judge_positive, similarity="hidden", max_iterations=12, min_iterations=6,
+    rain = Rain(tiny_backend, search="reference", evaluator=_judge_positive, similarity="hidden", max_iterations=12, min_iterations=6,
                 max_new_tokens=10, parallel_leaves=3)
     first = rain.generate("How are you today?", seed=5)
     second = rain.generate("How are you today?", seed=5)
@@ -56,7 +56,7 @@ def test_parallel_leaves_generate_and_repeat_with_a_seed(tiny_backend):
 
 
 def test_batched_judgements_equal_single_ones(tiny_backend):
-    rain = Rain(tiny_backend, evaluator="harmless-letters", similarity=False)
+    rain = Rain(tiny_backend, search="reference", evaluator="harmless-letters", similarity=False)
     prompt = format_prompt(tiny_backend.tokenizer, "How are you?")
     from rain_core.exchange import Exchange
 
@@ -72,7 +72,7 @@ def test_parallel_leaves_must_be_positive():
 
 def test_parallel_leaves_with_a_response_guard(tiny_backend):
     """Leaves at different depths carry histories of different lengths through the no-repeat guard."""
-    rain = Rain(tiny_backend, evaluator=_judge_positive, similarity=False, max_iterations=24, min_iterations=24,
+    rain = Rain(tiny_backend, search="reference", evaluator=_judge_positive, similarity=False, max_iterations=24, min_iterations=24,
                 max_new_tokens=4, parallel_leaves=4, no_repeat_ngram_size=2)  # deep enough to mix leaf depths
     result = rain.generate("How are you today?", seed=2)
     pairs = list(zip(result.token_ids, result.token_ids[1:]))

@@ -17,7 +17,7 @@ def _judge_positive(text: str) -> float:
 
 
 def test_same_seed_same_output(tiny_backend):
-    rain = Rain(tiny_backend, evaluator=_judge_positive, similarity="hidden", **SMALL)
+    rain = Rain(tiny_backend, search="reference", evaluator=_judge_positive, similarity="hidden", **SMALL)
     first = rain.generate("How are you today?", seed=7)
     rain.generate("Something else entirely", seed=1)  # different work in between must not matter
     second = rain.generate("How are you today?", seed=7)
@@ -26,7 +26,7 @@ def test_same_seed_same_output(tiny_backend):
 
 
 def test_max_new_tokens_and_stats(tiny_backend):
-    rain = Rain(tiny_backend, evaluator=_judge_positive, similarity=False, **SMALL)
+    rain = Rain(tiny_backend, search="reference", evaluator=_judge_positive, similarity=False, **SMALL)
     result = rain.generate("Tell me a story", seed=0, max_new_tokens=9)
     assert len(result.token_ids) <= 9
     s = result.stats
@@ -39,7 +39,7 @@ def test_max_new_tokens_and_stats(tiny_backend):
 
 
 def test_stop_string_ends_the_response(tiny_backend):
-    rain = Rain(tiny_backend, evaluator=_judge_positive, similarity=False, **SMALL)
+    rain = Rain(tiny_backend, search="reference", evaluator=_judge_positive, similarity=False, **SMALL)
     free = rain.generate("How are you?", seed=2, max_new_tokens=24)
     assert len(free.text) > 4
     stop = free.text[2:4]
@@ -49,7 +49,7 @@ def test_stop_string_ends_the_response(tiny_backend):
 
 
 def test_stream_yields_the_committed_text(tiny_backend):
-    rain = Rain(tiny_backend, evaluator=_judge_positive, similarity=False, **SMALL)
+    rain = Rain(tiny_backend, search="reference", evaluator=_judge_positive, similarity=False, **SMALL)
     results = []
     pieces = list(rain.stream("How are you?", seed=3, on_result=results.append, max_new_tokens=16))
     assert len(pieces) >= 2
@@ -70,7 +70,7 @@ def _check_tree(node: Node) -> None:
 
 
 def test_tree_invariants(tiny_backend):
-    config = RainConfig(max_new_tokens=30, seed=0)
+    config = RainConfig(max_new_tokens=30, search="reference", seed=0)
     prompt = format_prompt(tiny_backend.tokenizer, "How are you?")
     ids = tiny_backend.encode(prompt.text)
     search = RainSearch(model=tiny_backend, evaluator=type("J", (), {"score": lambda self, ex: _judge_positive(ex.response)})(),
@@ -89,7 +89,7 @@ def test_tree_invariants(tiny_backend):
 
 def test_rewinding_avoids_a_word_greedy_decoding_writes(tiny_backend):
     """A judge that scores -1 whenever a chosen word appears makes RAIN avoid it where greedy writes it."""
-    rain = Rain(tiny_backend, evaluator=lambda text: 0.0, similarity=False)
+    rain = Rain(tiny_backend, search="reference", evaluator=lambda text: 0.0, similarity=False)
     greedy = rain.generate_plain("How are you?", max_new_tokens=12)[0]
     pieces = [tiny_backend.decode([t]) for t in greedy.token_ids]
     banned = next(p.strip() for p in pieces if len(p.strip()) >= 3)
@@ -99,17 +99,17 @@ def test_rewinding_avoids_a_word_greedy_decoding_writes(tiny_backend):
         return -1.0 if banned in response else 1.0
 
     budget = dict(similarity=False, max_new_tokens=12, max_iterations=20, min_iterations=10)
-    indifferent = Rain(tiny_backend, evaluator=lambda text: 1.0, **budget).generate("How are you?", seed=0)
+    indifferent = Rain(tiny_backend, search="reference", evaluator=lambda text: 1.0, **budget).generate("How are you?", seed=0)
     assert banned in indifferent.text  # with nothing to avoid, the search follows the model's own preference
 
-    guarded = Rain(tiny_backend, evaluator=judge, **budget)
+    guarded = Rain(tiny_backend, search="reference", evaluator=judge, **budget)
     result = guarded.generate("How are you?", seed=0, trace=True)
     assert banned not in result.text
     assert result.stats.rewinds >= 1 or result.text != greedy.text[: len(result.text)]
 
 
 def test_trace_records_every_commit(tiny_backend):
-    rain = Rain(tiny_backend, evaluator=_judge_positive, similarity=False, **SMALL)
+    rain = Rain(tiny_backend, search="reference", evaluator=_judge_positive, similarity=False, **SMALL)
     result = rain.generate("How are you?", seed=4, trace=True)
     assert result.trace is not None and len(result.trace) == result.stats.commits
     for commit in result.trace:
@@ -119,7 +119,7 @@ def test_trace_records_every_commit(tiny_backend):
 
 def test_similarity_and_widening_paths_run(tiny_backend):
     # widening triggers when all children look alike and are bad: an always -1 judge and a coarse encoder.
-    rain = Rain(tiny_backend, evaluator=lambda text: -1.0, similarity="hidden", widen_threshold=10.0,
+    rain = Rain(tiny_backend, search="reference", evaluator=lambda text: -1.0, similarity="hidden", widen_threshold=10.0,
                 max_iterations=25, min_iterations=25, max_new_tokens=3)
     result = rain.generate("How are you?", seed=0)
     assert result.stats.widenings >= 1

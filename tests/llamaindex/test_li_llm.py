@@ -192,8 +192,8 @@ async def test_every_public_method_fires_callbacks(tiny_llm):
 
 
 async def test_async_does_not_block_the_event_loop(tiny_backend):
-    slow = RainLLM(tiny_backend, seed=0, similarity=False, max_new_tokens=24, max_iterations=4, min_iterations=3,
-                   num_candidates=3, evaluation_prompt=lambda prompt, response: (time.sleep(0.003), 0.5)[1])
+    slow = RainLLM(tiny_backend, seed=0, similarity=False, search="reference", max_new_tokens=24, max_iterations=4,
+                   min_iterations=3, num_candidates=3, evaluation_prompt=lambda prompt, response: (time.sleep(0.003), 0.5)[1])
     async with LoopProbe() as probe:
         await slow.achat(MESSAGES)
         pieces = await _collect(slow.astream_complete(PROMPT))

