@@ -87,6 +87,7 @@ def run_bench(*, model: str = "smollm2", device: str | None = None, dtype: str |
         "torch_threads": torch.get_num_threads(),
         "prompts": len(runs),
         "max_new_tokens": config.max_new_tokens,
+        "search": config.search, "max_iterations": config.max_iterations, "min_iterations": config.min_iterations,
         "seconds_per_inner_iteration": round(rain_s / max(1, iterations), 4),
         "rain_seconds_per_token": round(rain_per_token, 4),
         "plain_seconds_per_token": round(plain_per_token, 4),

@@ -41,7 +41,9 @@ def main() -> None:
     for round_ in range(args.rounds):
         for name, bench, config in (("old", old_bench, rain_core_old.RainConfig), ("new", new_bench, RainConfig)):
             judge = {"evaluator": "harmless-conversation"} if name == "new" and args.same_judge else {}
-            report = bench(model=args.model, device="cpu", config=config(max_new_tokens=args.max_new_tokens),
+            # both engines run the reference search (the old engine's only one; the new one's default is lookahead)
+            settings = {"search": "reference"} if name == "new" else {}
+            report = bench(model=args.model, device="cpu", config=config(max_new_tokens=args.max_new_tokens, **settings),
                            n_prompts=args.prompts, progress=False, **judge)
             figures[name].append(report["seconds_per_inner_iteration"])
             print(json.dumps({"round": round_, "engine": name, "s_per_iteration": report["seconds_per_inner_iteration"],

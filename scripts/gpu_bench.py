@@ -277,7 +277,7 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
     report.add(arch=arch, what="build", params_b=round(params / 1e9, 2), seconds=round(time.perf_counter() - started, 1))
     key = arch in (KEY_ARCH, "tiny")
     cap = args.rain_seconds * (1.5 if params > 20e9 else 1.0)
-    config = RainConfig(max_new_tokens=args.rain_tokens)
+    config = RainConfig(max_new_tokens=args.rain_tokens, search="reference")  # per-iteration figures: the paper's search
 
     def section(name: str, need: float, run: Callable[[], dict[str, Any]], **labels: Any) -> None:
         if not report.fits(need, f"{arch}: {name}"):

@@ -3,7 +3,8 @@
 One run directory holds one RAIN budget (and Best-of-N matched to it); the curve gathers several: each method becomes
 a line through its points (headline rate with its Wilson 95% interval, against mean model tokens per item), so anyone
 can see which method wins at which cost. RAIN and guard-mode runs are told apart by search strategy (``reference`` or
-``lookahead``); Best-of-N points from every run (``bon`` and ``bon-guard``) form one line, because BoN at a token
+``lookahead``; a full-mode lookahead run whose first rollout was sampled, ``first_rollout="sample"`` or a run from
+before the option existed, is its own line); Best-of-N points from every run (``bon`` and ``bon-guard``) form one line, because BoN at a token
 count is the same method whichever method its budget came from.
 
     python -m rain_core.eval.curve runs/look-T4 runs/look-T12 runs/ref-T4 ... --out curve.png [--n 60]
@@ -24,9 +25,9 @@ from .report import wilson_interval
 
 _COLORS = {"vanilla-greedy": "#888888", "vanilla-sample": "#bbbbbb", "bon": "#4c72b0",
            "rain (reference)": "#dd8452", "rain (lookahead)": "#c44e52", "rain-guard (lookahead)": "#55a868",
-           "rain-guard (reference)": "#8172b3"}
+           "rain-guard (reference)": "#8172b3", "rain (lookahead, all sampled)": "#e7a0a2"}
 _MARKERS = {"vanilla-greedy": "s", "vanilla-sample": "D", "bon": "o", "rain (reference)": "*", "rain (lookahead)": "^",
-            "rain-guard (lookahead)": "v", "rain-guard (reference)": "P"}
+            "rain-guard (lookahead)": "v", "rain-guard (reference)": "P", "rain (lookahead, all sampled)": "<"}
 
 
 @dataclass
@@ -57,7 +58,11 @@ def _series(method: str, config: dict) -> str:
         return "bon"
     if method not in ("rain", "rain-guard"):
         return method
-    return f"{method} ({(config.get('rain_config') or {}).get('search', 'reference')})"
+    rain_config = config.get("rain_config") or {}
+    search = rain_config.get("search", "reference")
+    if method == "rain" and search == "lookahead" and rain_config.get("first_rollout", "sample") == "sample":
+        return "rain (lookahead, all sampled)"  # guard mode's searches always sample, so its line needs no split
+    return f"{method} ({search})"
 
 
 def load_run(run_dir: str | Path, n: int | None = None) -> tuple[dict, list[dict]]:

@@ -52,13 +52,15 @@ def test_runs_record_fluency_and_the_curve_spans_budgets(rain, tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"prefix": p}) + "\n" for p in ("The movie was", "A dull and slow")))
     runs = []
-    for search, budget in (("reference", 1), ("reference", 2), ("lookahead", 2), ("lookahead", 4)):
-        out = tmp_path / f"{search}-{budget}"
+    for search, budget, first in (("reference", 1, None), ("reference", 2, None), ("lookahead", 2, "greedy"),
+                                  ("lookahead", 4, "greedy"), ("lookahead", 2, "sample")):
+        out = tmp_path / f"{search}-{budget}-{first}"
         methods = "vanilla-greedy,bon,rain" if not runs else "bon,rain"
         if search == "lookahead" and budget == 4:
             methods = "bon,rain,rain-guard,bon-guard"  # guard mode: its own line; its BoN joins the BoN line
+        overrides = {"search": search, "max_iterations": budget, "min_iterations": 1}
         summary = run_eval("sentiment", rain=rain, data=str(data), n=2, max_new_tokens=6, out=out, methods=methods,
-                           rain_overrides={"search": search, "max_iterations": budget, "min_iterations": 1})
+                           rain_overrides={**overrides, "first_rollout": first} if first else overrides)
         runs.append(out)
         assert summary["methods"]["rain"]["search"] == search
         assert "perplexity (median)" in (out / "summary.md").read_text()
@@ -67,8 +69,10 @@ def test_runs_record_fluency_and_the_curve_spans_budgets(rain, tmp_path):
             assert record["output"].strip() == "" or record["perplexity"] > 1.0
     points = collect(runs)
     series = {p.series for p in points}
-    assert series == {"vanilla-greedy", "bon", "rain (reference)", "rain (lookahead)", "rain-guard (lookahead)"}
-    assert sum(p.series == "bon" for p in points) == 5 and sum(p.series == "vanilla-greedy" for p in points) == 1
+    # a lookahead run that sampled its first rollout is its own line (guard mode's searches always sample)
+    assert series == {"vanilla-greedy", "bon", "rain (reference)", "rain (lookahead)", "rain-guard (lookahead)",
+                      "rain (lookahead, all sampled)"}
+    assert sum(p.series == "bon" for p in points) == 6 and sum(p.series == "vanilla-greedy" for p in points) == 1
     assert all(p.n == 2 and 0 <= p.ci95[0] <= p.rate <= p.ci95[1] <= 1 for p in points)
     png, md = tmp_path / "curve.png", tmp_path / "curve.md"
     assert curve_main([str(r) for r in runs] + ["--out", str(png), "--md", str(md)]) == 0

@@ -66,8 +66,9 @@ async def test_ainvoke_and_astream(tiny_llm):
 
 
 async def test_ainvoke_does_not_block_the_event_loop(tiny_backend):
-    slow = RainLLM(model=tiny_backend, seed=0, similarity=False, max_new_tokens=48, max_iterations=6,
-                   min_iterations=4, num_candidates=4,
+    # the reference search: a long run of small steps (a lookahead judge at 0.5 would accept the first rollout)
+    slow = RainLLM(model=tiny_backend, seed=0, similarity=False, search="reference", max_new_tokens=48,
+                   max_iterations=6, min_iterations=4, num_candidates=4,
                    evaluation_prompt=lambda prompt, response: (time.sleep(0.002), 0.5)[1])
     async with LoopProbe() as probe:
         await slow.ainvoke("The movie was")
