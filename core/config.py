@@ -158,15 +158,15 @@ class RainConfig:
     parallel_leaves: int = field(default=1, metadata=option(
         "leaves per inner step, selected with a virtual loss and run as one batch; 1 is the reference search"))
     mode: str = field(default="full", metadata=option(
-        "'full' (search before every commit, the reference) or 'guard' (plain drafting; search only from a clause "
+        "'full' (search before every commit, the default) or 'guard' (plain drafting; search only from a clause "
         "the judge rejects)", metavar="MODE", eval_flag=False))
-    #: the budget options left unset (None) and filled from `STRATEGY_BUDGETS`: `updated` refills them when the
-    #: strategy changes
-    defaulted: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
     guard_threshold: float = field(default=0.0, metadata=option(
         "guard mode: a clause passes when the judge scores the response so far at least this, in [-1, 1]"))
     guard_searches: int = field(default=2, metadata=option(
         "guard mode: searches from a rejected clause before the response ends with finish reason 'rejected'"))
+    #: the budget options left unset (None) and filled from `STRATEGY_BUDGETS`: `updated` refills them when the
+    #: strategy changes
+    defaulted: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):

@@ -4,8 +4,8 @@ One run directory holds one RAIN budget (and Best-of-N matched to it); the curve
 a line through its points (headline rate with its Wilson 95% interval, against mean model tokens per item), so anyone
 can see which method wins at which cost. RAIN and guard-mode runs are told apart by search strategy (``reference`` or
 ``lookahead``; a full-mode lookahead run whose first rollout was sampled, ``first_rollout="sample"`` or a run from
-before the option existed, is its own line); Best-of-N points from every run (``bon`` and ``bon-guard``) form one line, because BoN at a token
-count is the same method whichever method its budget came from.
+before the option existed, is its own line); Best-of-N points from every run (``bon`` and ``bon-guard``) form one
+line, because BoN at a token count is the same method whichever method its budget came from.
 
     python -m rain_core.eval.curve runs/look-T4 runs/look-T12 runs/ref-T4 ... --out curve.png [--n 60]
 """
