@@ -2,8 +2,8 @@
 
 Models are built directly on the device from the configs in ``bench/archs`` (no weights travel) with SmolLM2's
 tokenizer. For each shape it reports plain greedy s/token, RAIN s/inner iteration and s/committed token (reference
-search, and ``parallel_leaves=4``), and for the 7.4B shape also the GPU kernel-time share under torch.profiler and
-committed tokens/s at 1, 4 and 16 concurrent requests. With ``--old`` it times the previous engine (a copy of its
+search, and ``parallel_leaves=4``; the default lookahead search's s/committed token too), and for the 7.4B shape
+also the GPU kernel-time share under torch.profiler and committed tokens/s at 1, 4 and 16 concurrent requests. With ``--old`` it times the previous engine (a copy of its
 ``core`` made by ``prepare``) on the same models in the same run.
 
 Every figure is appended to ``$OUT/gpu_bench.json`` as soon as it is measured and printed as a line, so a run stopped
@@ -303,6 +303,10 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
     if key or arch in args.k4_archs.split(","):
         section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, parallel_leaves=4),
                 engine="new", parallel_leaves=4)
+    for leaves in (1, 4) if key else (1,):  # the default search (lookahead): s/committed token beside the reference's
+        section("rain_default", cap + 5,
+                lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, search="lookahead", parallel_leaves=leaves),
+                engine="new", search="lookahead", parallel_leaves=leaves)
     if key:
         for leaves in (1, 4):
             section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, leaves),
