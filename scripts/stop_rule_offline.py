@@ -11,7 +11,11 @@ per-item token count, and for which Vt, can be read off a pool of judged samples
     python scripts/stop_rule_offline.py analyze pools.jsonl
 
 It models the first round only (what `--min-iterations 0` runs when a round fails: the best response so far is
-followed to the end).
+followed to the end). With ``--greedy-run RUN`` (a `rain eval` run directory holding ``vanilla-greedy`` results on
+the same items, whose ``self_score`` is the same judge's score) it also models the greedy first rollout
+(`first_rollout="greedy"`): the greedy answer is the first candidate, then samples until one scores >= Vt.
+
+    python scripts/stop_rule_offline.py analyze pools.jsonl --greedy-run runs/dev-greedy
 """
 from __future__ import annotations
 
@@ -58,6 +62,7 @@ def analyze(args: argparse.Namespace) -> None:
     for vt in args.thresholds:
         above = [c for c in pool if c["score"] >= vt]
         print(f"score >= {vt}: {len(above) / len(pool):.1%} of samples, {sum(c['positive'] for c in above) / max(1, len(above)):.1%} of them positive")
+    greedy = _greedy_candidates(args.greedy_run) if args.greedy_run else {}
     rng = random.Random(0)
     print("T | Vt | stop-rule positive | Best-of-N at the same count | mean samples")
     for budget in args.budgets:
@@ -76,6 +81,32 @@ def analyze(args: argparse.Namespace) -> None:
                     count += len(taken)
             n = len(items) * args.repeats
             print(f"{budget} | {vt} | {stop / n:.3f} | {bon / n:.3f} | {count / n:.1f}")
+    if greedy:
+        print("greedy first rollout: T | Vt | positive | Best-of-N at the same count | mean candidates")
+        for budget in args.budgets:
+            for vt in args.thresholds:
+                first = bon = count = 0
+                for item in items:
+                    for _ in range(args.repeats):
+                        order = rng.sample(item["cands"], len(item["cands"]))
+                        taken = [greedy[item["index"]]]
+                        while len(taken) < budget and taken[-1]["score"] < vt:
+                            taken.append(order[len(taken) - 1])
+                        first += _best(taken)["positive"]
+                        bon += _best(rng.sample(item["cands"], len(taken)))["positive"]
+                        count += len(taken)
+                n = len(items) * args.repeats
+                print(f"{budget} | {vt} | {first / n:.3f} | {bon / n:.3f} | {count / n:.1f}")
+
+
+def _greedy_candidates(run_dir: str) -> dict[int, dict]:
+    """Each item's greedy answer as a pool candidate: its judged score and VADER verdict from a `rain eval` run."""
+    out = {}
+    for line in open(f"{run_dir}/results.jsonl", encoding="utf-8"):
+        record = json.loads(line)
+        if record["method"] == "vanilla-greedy":
+            out[record["index"]] = {"score": record["self_score"], "positive": record["verdicts"]["positive"]}
+    return out
 
 
 def main() -> None:
@@ -93,6 +124,7 @@ def main() -> None:
     a.add_argument("--budgets", type=int, nargs="+", default=[4, 8, 16])
     a.add_argument("--thresholds", type=float, nargs="+", default=[0.1, 0.15, 0.2, 0.25, 0.3])
     a.add_argument("--repeats", type=int, default=400)
+    a.add_argument("--greedy-run", default=None, help="a rain eval run with vanilla-greedy on the same items")
     args = parser.parse_args()
     make_pool(args) if args.command == "pool" else analyze(args)
 
