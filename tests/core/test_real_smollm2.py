@@ -67,6 +67,19 @@ def test_rain_search_on_smollm2_is_reproducible(smollm2_backend):
     assert a.stats.evaluations >= 1 and a.stats.commits >= 1
 
 
+def test_default_search_keeps_an_accepted_greedy_answer(smollm2_backend):
+    """The default search reads the model's greedy answer first: when the judge accepts it, that is the answer, for
+    one rollout and one judgement; when the judge rejects everything, the search spends its budget on samples."""
+    accept = Rain(smollm2_backend, evaluator=lambda p, r: 1.0, similarity=False, max_new_tokens=24)
+    greedy = accept.generate_plain("Name three colours.")[0]
+    result = accept.generate("Name three colours.", seed=0)
+    assert result.text == greedy.text and result.stats.inner_iterations == 1 and result.stats.evaluations == 1
+    reject = Rain(smollm2_backend, evaluator=lambda p, r: -1.0, similarity=False, max_new_tokens=24,
+                  max_iterations=4)
+    searched = reject.generate("Name three colours.", seed=0)
+    assert searched.stats.inner_iterations == 4
+
+
 def test_cli_generate_end_to_end():
     cmd = [sys.executable, "-m", "rain_core.cli", "generate", "The movie was", "--evaluator", "sentiment",
            "--max-new-tokens", "6", "--seed", "0", "--json", "--max-iterations", "4", "--min-iterations", "2"]
