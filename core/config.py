@@ -207,7 +207,8 @@ class RainConfig:
         need(isinstance(self.clause_tokens, tuple) and len(self.clause_tokens) == 2 and all(isinstance(x, int) and x >= 1 for x in self.clause_tokens)
              and self.clause_tokens[0] <= self.clause_tokens[1], "clause_tokens",
              "must be two integers (min, max) with 1 <= min <= max")
-        need(self.first_rollout in FIRST_ROLLOUTS, "first_rollout", f"must be one of {', '.join(map(repr, FIRST_ROLLOUTS))}")
+        need(self.first_rollout in FIRST_ROLLOUTS, "first_rollout",
+             f"must be one of {', '.join(map(repr, FIRST_ROLLOUTS))}")
         need(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "max_new_tokens", "must be an integer >= 1")
         need(all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty strings")
         need(self.seed is None or isinstance(self.seed, int), "seed", "must be an integer or None")

@@ -43,7 +43,8 @@ def main() -> None:
             judge = {"evaluator": "harmless-conversation"} if name == "new" and args.same_judge else {}
             # both engines run the reference search (the old engine's only one; the new one's default is lookahead)
             settings = {"search": "reference"} if name == "new" else {}
-            report = bench(model=args.model, device="cpu", config=config(max_new_tokens=args.max_new_tokens, **settings),
+            report = bench(model=args.model, device="cpu",
+                           config=config(max_new_tokens=args.max_new_tokens, **settings),
                            n_prompts=args.prompts, progress=False, **judge)
             figures[name].append(report["seconds_per_inner_iteration"])
             print(json.dumps({"round": round_, "engine": name, "s_per_iteration": report["seconds_per_inner_iteration"],

@@ -3,8 +3,9 @@
 Models are built directly on the device from the configs in ``bench/archs`` (no weights travel) with SmolLM2's
 tokenizer. For each shape it reports plain greedy s/token, RAIN s/inner iteration and s/committed token (reference
 search, and ``parallel_leaves=4``; the default lookahead search's s/committed token too), and for the 7.4B shape
-also the GPU kernel-time share under torch.profiler and committed tokens/s at 1, 4 and 16 concurrent requests. With ``--old`` it times the previous engine (a copy of its
-``core`` made by ``prepare``) on the same models in the same run.
+also the GPU kernel-time share under torch.profiler and committed tokens/s at 1, 4 and 16 concurrent requests.
+With ``--old`` it times the previous engine (a copy of its ``core`` made by ``prepare``) on the same models in the
+same run.
 
 Every figure is appended to ``$OUT/gpu_bench.json`` as soon as it is measured and printed as a line, so a run stopped
 by its time limit still leaves what it measured. ``--budget`` seconds (from start) bounds the whole run: a section
@@ -277,7 +278,8 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
     report.add(arch=arch, what="build", params_b=round(params / 1e9, 2), seconds=round(time.perf_counter() - started, 1))
     key = arch in (KEY_ARCH, "tiny")
     cap = args.rain_seconds * (1.5 if params > 20e9 else 1.0)
-    config = RainConfig(max_new_tokens=args.rain_tokens, search="reference")  # per-iteration figures: the paper's search
+    # the per-iteration figures are the paper's search's (the default search is timed in its own section below)
+    config = RainConfig(max_new_tokens=args.rain_tokens, search="reference")
 
     def section(name: str, need: float, run: Callable[[], dict[str, Any]], **labels: Any) -> None:
         if not report.fits(need, f"{arch}: {name}"):

@@ -65,38 +65,30 @@ def analyze(args: argparse.Namespace) -> None:
     greedy = _greedy_candidates(args.greedy_run) if args.greedy_run else {}
     rng = random.Random(0)
     print("T | Vt | stop-rule positive | Best-of-N at the same count | mean samples")
+    _simulate(items, args, rng, first=None)
+    if greedy:
+        print("greedy first rollout: T | Vt | positive | Best-of-N at the same count | mean candidates")
+        _simulate(items, args, rng, first=greedy)
+
+
+def _simulate(items: list[dict], args: argparse.Namespace, rng: random.Random, first: dict[int, dict] | None) -> None:
+    """Print, per budget and Vt, the stop rule's expected positive rate (candidates taken in a random order of the
+    pool until one scores >= Vt or the budget is spent, best kept) against Best-of-N with as many samples. With
+    ``first`` (an item's greedy candidate by index) that candidate is taken before any sample."""
     for budget in args.budgets:
         for vt in args.thresholds:
-            stop = bon = count = 0
+            rule = bon = count = 0
             for item in items:
                 for _ in range(args.repeats):
-                    order = rng.sample(item["cands"], len(item["cands"]))
-                    taken = []
-                    while len(taken) < budget:
-                        taken.append(order[len(taken)])
-                        if taken[-1]["score"] >= vt:
-                            break
-                    stop += _best(taken)["positive"]
+                    order = iter(rng.sample(item["cands"], len(item["cands"])))
+                    taken = [first[item["index"]]] if first else []
+                    while len(taken) < budget and not (taken and taken[-1]["score"] >= vt):
+                        taken.append(next(order))
+                    rule += _best(taken)["positive"]
                     bon += _best(rng.sample(item["cands"], len(taken)))["positive"]
                     count += len(taken)
             n = len(items) * args.repeats
-            print(f"{budget} | {vt} | {stop / n:.3f} | {bon / n:.3f} | {count / n:.1f}")
-    if greedy:
-        print("greedy first rollout: T | Vt | positive | Best-of-N at the same count | mean candidates")
-        for budget in args.budgets:
-            for vt in args.thresholds:
-                first = bon = count = 0
-                for item in items:
-                    for _ in range(args.repeats):
-                        order = rng.sample(item["cands"], len(item["cands"]))
-                        taken = [greedy[item["index"]]]
-                        while len(taken) < budget and taken[-1]["score"] < vt:
-                            taken.append(order[len(taken) - 1])
-                        first += _best(taken)["positive"]
-                        bon += _best(rng.sample(item["cands"], len(taken)))["positive"]
-                        count += len(taken)
-                n = len(items) * args.repeats
-                print(f"{budget} | {vt} | {first / n:.3f} | {bon / n:.3f} | {count / n:.1f}")
+            print(f"{budget} | {vt} | {rule / n:.3f} | {bon / n:.3f} | {count / n:.1f}")
 
 
 def _greedy_candidates(run_dir: str) -> dict[int, dict]:

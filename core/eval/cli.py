@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 is much faster on a shared, busy CPU)")
-    add_config_flags(parser, for_eval=True, title="RAIN budget (the lookahead search by default; --search reference is the paper's method)")
+    add_config_flags(parser, for_eval=True,
+                     title="RAIN budget (the lookahead search by default; --search reference is the paper's method)")
     add_judge_flags(parser, evaluator_default=None,
                     evaluator_help="self-evaluation prompt for RAIN and BoN: harmless, sentiment or a file "
                                    "(default: the task's)")
