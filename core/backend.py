@@ -4,7 +4,8 @@ It owns the KV caches. A small LRU store keeps batch-1 caches keyed by token ids
 with the longest common prefix, crops it to that prefix and runs only the remaining tokens. So the prompt is encoded
 once, each committed token set only extends the root's cache, the evaluator's few-shot block is read once, and the
 conversation inside an evaluation prompt is shared with the previous evaluation. Sampling of expansion candidates and
-of the simulation runs as one batch, with rows dropped from the batch as they finish.
+of the simulation runs as one batch, with rows dropped from the batch as they finish (rollouts.py holds that decode
+loop, and the batcher that lets concurrent requests' rollouts share it).
 
 The search reaches the model only through `LanguageModel` (the methods below), so a served model could stand in.
 """
@@ -26,6 +27,7 @@ from . import kv
 from .batching import StepBatcher, StepJob
 from .config import CLAUSE_END_CHARS
 from .models import LoadedModel
+from .rollouts import DecodeBatch, RolloutBatcher, RolloutJob
 
 log = logging.getLogger(__name__)
 
@@ -173,14 +175,21 @@ class TransformersBackend:
     """`LanguageModel` over a transformers causal LM, with prefix-shared KV caches and batched sampling.
 
     Work runs in the *current session* (`using`): each generation gets a fresh one (`session()`), so concurrent
-    generations neither wait for nor disturb each other; calls outside any session share a default one. With
-    ``batch_steps=True`` the decode steps (and prefills) of concurrent sessions run as one forward (batching.py).
-    It is opt-in: on an H200 at 7.4B it doubled a lone request's time per iteration (0.15 -> 0.33 s) and gave
-    16 concurrent requests 1.5x one request's throughput (docs/performance.md), so it pays only under load.
+    generations neither wait for nor disturb each other; calls outside any session share a default one.
+
+    Sharing forwards between concurrent sessions, two ways:
+    - ``batch_rollouts`` (default: on CUDA): concurrent rollout calls decode as one batch (rollouts.py); a call
+      joins a running decode between two steps, with one cache copy per join, and a lone call runs as before.
+    - ``batch_prefill`` (default: with either of the others): prefills of concurrent sessions (prefix extensions,
+      the judge's rows) run as one forward through the step batcher (batching.py).
+    - ``batch_steps`` (opt-in): every decode step of concurrent sessions also goes through the step batcher, merging
+      the sessions' caches at each step. On an H200 at 7.4B it (with prefills) doubled a lone request's time per
+      iteration (0.15 -> 0.33 s) and gave 16 concurrent requests 1.5x one request's throughput
+      (docs/performance.md), so it pays only under load.
     """
 
     def __init__(self, loaded: LoadedModel, *, cache_entries: int = 12, batch_steps: bool | None = None,
-                 batch_prefill: bool | None = None,
+                 batch_prefill: bool | None = None, batch_rollouts: bool | None = None,
                  static_greedy: bool | None = None) -> None:
         self.loaded = loaded
         self.model = loaded.model
@@ -195,6 +204,7 @@ class TransformersBackend:
         self._current: ContextVar[Session | None] = ContextVar(f"rain_session_{id(self)}", default=None)
         self._total_calls = 0
         self._total_tokens = 0
+        self.model_calls = 0  # forwards actually run (a forward shared by several sessions counts once here)
         self.open_sessions = 0  # generations running now (for tests and monitoring)
         params = inspect.signature(self.model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
@@ -204,11 +214,17 @@ class TransformersBackend:
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])  # the width of the logits
         self.eos_ids = self._find_eos_ids()
         self._clause_end = self._clause_end_mask()
-        if batch_steps is None:
-            batch_steps = False  # opt-in: measured slower for a lone request (see the class docstring)
-        self.batcher = StepBatcher(self._batch_forward) if batch_steps else None
-        # Prefills (prefix extensions, the judge's rows) join the shared forwards too (with the batcher, by default).
-        self.batch_prefill = bool(batch_steps) if batch_prefill is None else batch_prefill
+        # Concurrent requests' rollouts decode as one batch (rollouts.py): on CUDA by default, where a forward of
+        # many rows costs what one costs; on a CPU, threads already run their forwards side by side.
+        if batch_rollouts is None:
+            batch_rollouts = self.device.type == "cuda"
+        self.rollout_batcher = RolloutBatcher(self) if batch_rollouts else None
+        # Every decode step through the step batcher: opt-in, measured slower for a lone request (class docstring).
+        self.batch_steps = bool(batch_steps)
+        # Prefills (prefix extensions, the judge's rows) of concurrent sessions share forwards through the step
+        # batcher too: by default whenever requests share forwards at all.
+        self.batch_prefill = (self.batch_steps or batch_rollouts) if batch_prefill is None else batch_prefill
+        self.batcher = StepBatcher(self._batch_forward) if self.batch_steps or self.batch_prefill else None
         # Plain greedy decoding through transformers' static cache (compiled into CUDA graphs by `generate` on a GPU).
         self.static_greedy = self.device.type == "cuda" if static_greedy is None else static_greedy
 
@@ -280,8 +296,9 @@ class TransformersBackend:
         return mask
 
     # -------------------------------------------------------------------------------------------- forward
-    def _count(self, tokens: int) -> None:
-        session = self._session()
+    def _count(self, tokens: int, session: Session | None = None) -> None:
+        """Count one forward of ``tokens`` input positions for ``session`` (default: the current one)."""
+        session = session or self._session()
         session.forward_calls += 1
         session.tokens_processed += tokens
         with self._stats_lock:
@@ -306,6 +323,8 @@ class TransformersBackend:
             kwargs["position_ids"] = position_ids.to(self.device) if position_ids is not None else None
         with torch.inference_mode():
             out = self.model(**kwargs)
+        with self._stats_lock:
+            self.model_calls += 1
         if count:
             self._count(int(input_ids.numel()))
         new_cache = out.get("cache") if "cache" in out else out.get("past_key_values")
@@ -337,13 +356,15 @@ class TransformersBackend:
         return out
 
     def _decode_step(self, step: torch.Tensor, cache: Any, attention_mask: torch.Tensor | None,
-                     position_ids: torch.Tensor | None) -> tuple[torch.Tensor, Any]:
-        """One new token per row: through the step batcher when on (shared with concurrent sessions), else alone."""
-        if self.batcher is not None:
+                     position_ids: torch.Tensor | None, count: bool = True) -> tuple[torch.Tensor, Any]:
+        """One new token per row: through the step batcher when on (shared with concurrent sessions), else alone.
+        ``count=False``: the caller counts (a decode batch's rows may belong to several sessions)."""
+        if self.batch_steps and self.batcher is not None:
             out = self.batcher.step(StepJob(step.to(self.device), cache, attention_mask, position_ids))
         else:
             out = self._step_forward(step, cache, attention_mask, position_ids)
-        self._count(int(step.numel()))
+        if count:
+            self._count(int(step.numel()))
         return out
 
     def _prefix(self, ids: Sequence[int]) -> _Entry:
@@ -425,62 +446,25 @@ class TransformersBackend:
         """`rollouts` for several prefixes at once: every group's rows decode together in one batch (prefixes of
         different lengths are left-padded and masked). Rows sample in order, group after group, so one group
         draws exactly what `rollouts` draws for it."""
-        keep_cache = keep and len(groups) == 1 and len(groups[0][1]) == 1 and self.batcher is None
+        keep_cache = keep and len(groups) == 1 and len(groups[0][1]) == 1 and not self.batch_steps
         if not any(rows for _, rows in groups):
             return [[] for _ in groups]
-        with self._session().lock:
+        session = self._session()
+        with session.lock:
             entries = [self._prefix(ids) for ids, _ in groups]
-            prefixes = [list(ids) for ids, _ in groups]
-            specs = [spec for _, rows in groups for spec in rows]
-            owner = [g for g, (_, rows) in enumerate(groups) for _ in rows]
-            results = [Rollout(tokens=[], logprob=0.0, finish="length") for _ in specs]
-            active = list(range(len(specs)))
-            logits = torch.stack([entries[owner[i]].logits for i in active]) if len(groups) > 1 else \
-                entries[0].logits.unsqueeze(0).expand(len(specs), -1)
-            cache: Any = None
-            mask: torch.Tensor | None = None  # [rows, cached] when prefixes differ in length, else None
-            positions: torch.Tensor | None = None
-            raw = logits  # the last step's logits before the guard: what a kept cache entry stores
-            while active:
-                raw = logits
-                if guard is not None:
-                    logits = _guarded(guard, [prefixes[owner[i]] + results[i].tokens for i in active], logits)
-                logprobs = torch.log_softmax(logits, dim=-1)
-                chosen = self._pick(logprobs, [specs[i] for i in active], generator)
-                picked = logprobs.gather(1, chosen.unsqueeze(1).to(logprobs.device)).squeeze(1).tolist()
-                still: list[int] = []
-                keep_rows: list[int] = []
-                for pos, (i, token) in enumerate(zip(active, chosen.tolist())):
-                    result = results[i]
-                    result.tokens.append(token)
-                    result.logprob += picked[pos]
-                    if token in self.eos_ids:
-                        result.finish = "eos"
-                    elif specs[i].stop_at_clause and bool(self._clause_end[token]):
-                        result.finish = "clause"
-                    elif len(result.tokens) >= specs[i].max_tokens:
-                        result.finish = "length"
-                    else:
-                        still.append(i)
-                        keep_rows.append(pos)
-                if not still:
-                    break
-                if cache is None:
-                    cache, mask, positions = self._start_decode(entries, [owner[i] for i in still])
-                elif len(keep_rows) < len(active):
-                    keep = torch.tensor(keep_rows, device=self.device)
-                    kv.select_rows(cache, keep)
-                    if mask is not None:
-                        mask, positions = mask.index_select(0, keep), positions.index_select(0, keep)
-                active = still
-                step = torch.tensor([[results[i].tokens[-1]] for i in active], dtype=torch.long)
-                if mask is not None:
-                    mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-                logits, cache = self._decode_step(step, cache, mask, positions)
-                if positions is not None:
-                    positions = positions + 1
-            if keep_cache and cache is not None:  # the cache holds the prefix and every token of the row but its last
-                self._keep(prefixes[0] + results[0].tokens[:-1], _Entry(cache=cache, logits=raw[0]))
+            job = RolloutJob([(list(ids), rows) for ids, rows in groups], entries, generator, guard, session)
+            if self.rollout_batcher is not None and not keep_cache and self.rollout_batcher.accepts(job):
+                results = self.rollout_batcher.run(job)
+            else:  # alone: this call's rows are the whole batch
+                batch = DecodeBatch(self)
+                batch.admit(job)
+                while not batch.empty:
+                    batch.step()
+                if keep_cache and batch.raw is not None and batch.final_cache is not None:
+                    # the cache holds the prefix and every token of the row but its last
+                    self._keep(list(groups[0][0]) + job.results[0].tokens[:-1],
+                               _Entry(cache=batch.final_cache, logits=batch.raw[0]))
+                results = job.results
             out, start = [], 0
             for _, rows in groups:
                 out.append(results[start:start + len(rows)])
@@ -602,19 +586,6 @@ class TransformersBackend:
                 self._count(len(ids))
                 vectors.append(out.hidden_states[-1][0].float().mean(0).cpu())
             return torch.stack(vectors)
-
-
-def _guarded(guard: ResponseGuard, histories: list[list[int]], logits: torch.Tensor) -> torch.Tensor:
-    """``guard`` applied to rows whose histories may differ in length (the guard needs equal lengths per call)."""
-    lengths = {len(h) for h in histories}
-    if len(lengths) == 1:
-        return guard.apply(histories, logits)
-    out = logits.clone()
-    for length in lengths:
-        rows = [r for r, h in enumerate(histories) if len(h) == length]
-        index = torch.tensor(rows, device=logits.device)
-        out[index] = guard.apply([histories[r] for r in rows], logits[index])
-    return out
 
 
 def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:

@@ -121,8 +121,9 @@ class StepBatcher:
                 if not job.done:
                     lasts = _last_positions(job)
                     keep = sorted(set(lasts))
+                    # ``keep`` stays on the CPU: the forward moves it only when it needs positions (no copy per step)
                     logits, cache = self.forward(job.input_ids, job.cache, job.attention_mask, job.position_ids,
-                                                 torch.tensor(keep, device=job.input_ids.device))
+                                                 torch.tensor(keep))
                     job.result = (_at(logits, lasts, keep), cache)
                     job.done = True
         except BaseException as exc:  # noqa: BLE001 - handed to every waiting step, re-raised in its thread
@@ -139,7 +140,7 @@ class StepBatcher:
         self.merged_forwards += 1
         lasts = [p for job in batch for p in _last_positions(job)]
         keep = sorted(set(lasts))
-        logits, cache = self.forward(ids, cache, mask, positions, torch.tensor(keep, device=ids.device))
+        logits, cache = self.forward(ids, cache, mask, positions, torch.tensor(keep))
         picked = _at(logits, lasts, keep)
         start = 0
         for job, length in zip(batch, lengths):
@@ -160,6 +161,8 @@ def _last_positions(job: StepJob) -> list[int]:
 
 def _at(logits: torch.Tensor, lasts: list[int], keep: list[int]) -> torch.Tensor:
     """Row r's logits at input position ``lasts[r]``, from logits kept at the positions ``keep`` [rows, keep, vocab]."""
+    if len(keep) == 1:
+        return logits[:, 0]
     index = torch.tensor([keep.index(p) for p in lasts], device=logits.device)
     return logits[torch.arange(len(lasts), device=logits.device), index]
 

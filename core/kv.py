@@ -20,6 +20,11 @@ def _shares_safely(cache: Any) -> bool:
     return isinstance(cache, DynamicCache) and all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
+def mergeable(cache: Any) -> bool:
+    """Whether ``cache`` can be left-padded and joined with others in one batch (`merge_left_padded`)."""
+    return _shares_safely(cache)
+
+
 def fork(cache: Any) -> Any:
     """A cache equal to ``cache`` that can be extended without changing ``cache``."""
     if not _shares_safely(cache):

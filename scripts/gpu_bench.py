@@ -185,11 +185,15 @@ def kernel_share(run: Callable[[], Any]) -> dict[str, Any]:
             "device_events_s": None if device_us is None else round(device_us / 1e6, 3), "run": out}
 
 
-def concurrent(rain: Any, n: int, max_new_tokens: int, seconds: float) -> dict[str, Any]:
-    """``n`` seeded requests at once from ``n`` threads on one engine: committed tokens per second. Requests still
-    running after ``seconds`` stop at their next iteration and count the tokens they committed."""
+def concurrent(rain: Any, n: int, max_new_tokens: int, seconds: float, search: str) -> dict[str, Any]:
+    """``n`` seeded requests at once from ``n`` threads on one engine: committed tokens per second, and the forwards
+    the model actually ran per committed token (shared forwards count once). Requests still running after
+    ``seconds`` stop at their next iteration and count the tokens they committed."""
     barrier = threading.Barrier(n)
     start = 0.0
+    backend = rain.backend
+    batcher = getattr(backend, "rollout_batcher", None)
+    calls0, merged0 = backend.model_calls, batcher.merged_forwards if batcher else 0
 
     def one(i: int) -> tuple[int, bool]:
         live = {"tokens": 0}
@@ -202,7 +206,7 @@ def concurrent(rain: Any, n: int, max_new_tokens: int, seconds: float) -> dict[s
         barrier.wait()
         try:
             result = rain.generate(PROMPTS[i % len(PROMPTS)], seed=i, max_new_tokens=max_new_tokens,
-                                   on_progress=progress)
+                                   on_progress=progress, search=search)
         except Deadline:
             return live["tokens"], False
         return len(result.token_ids), True
@@ -212,8 +216,11 @@ def concurrent(rain: Any, n: int, max_new_tokens: int, seconds: float) -> dict[s
         outcomes = list(pool.map(one, range(n)))
     wall = time.perf_counter() - start
     tokens = sum(t for t, _ in outcomes)
+    calls = backend.model_calls - calls0
     return {"requests": n, "tokens": tokens, "finished": sum(done for _, done in outcomes), "wall_s": round(wall, 2),
-            "tokens_per_s": round(tokens / wall, 3)}
+            "tokens_per_s": round(tokens / wall, 3), "model_calls": calls,
+            "calls_per_token": round(calls / max(1, tokens), 2),
+            "merged_rollout_forwards": batcher.merged_forwards - merged0 if batcher else None}
 
 
 def _sync() -> None:
@@ -290,7 +297,8 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
             report.add(arch=arch, what=name, **labels, error=f"{type(exc).__name__}: {exc}"[:300])
 
     steps = {"auto": None, "on": True, "off": False}[args.batch_steps]
-    backend = TransformersBackend(loaded, static_greedy=False, batch_steps=steps,
+    rollouts = {"auto": None, "on": True, "off": False}[args.batch_rollouts]
+    backend = TransformersBackend(loaded, static_greedy=False, batch_steps=steps, batch_rollouts=rollouts,
                                   batch_prefill=False if args.no_batch_prefill else None)
     try:
         rain = Rain(backend, evaluator="harmless", similarity=minilm or False, config=config)
@@ -299,7 +307,8 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
         rain = Rain(backend, evaluator="harmless", similarity=False, config=config)
     model = getattr(rain.embedder, "model", None)
     report.add(arch=arch, engine="new", what="embedder", device=str(getattr(model, "device", None)),
-               batch_steps=backend.batcher is not None, batch_prefill=backend.batch_prefill)
+               batch_steps=backend.batch_steps, batch_prefill=backend.batch_prefill,
+               batch_rollouts=backend.rollout_batcher is not None)
     section("plain_greedy_dynamic", 30, lambda: plain_greedy(rain, args.plain_tokens), engine="new")
     section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0), engine="new", parallel_leaves=1)
     if key or arch in args.k4_archs.split(","):
@@ -313,12 +322,15 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
         for leaves in (1, 4):
             section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, leaves),
                     engine="new", parallel_leaves=leaves)
-        for n in (int(x) for x in args.concurrency.split(",")):
-            merged0 = backend.batcher.merged_forwards if backend.batcher else 0
-            section("concurrent", args.concurrency_seconds + 5,
-                    lambda: {**concurrent(rain, n, args.concurrent_tokens, args.concurrency_seconds),
-                             "merged_forwards": backend.batcher.merged_forwards - merged0 if backend.batcher else None},
-                    engine="new")
+        # the default search first (the issue's 16-concurrent bar), then the reference search's short requests
+        for search, tokens in (("lookahead", args.concurrent_default_tokens), ("reference", args.concurrent_tokens)):
+            for n in (int(x) for x in args.concurrency.split(",")):
+                merged0 = backend.batcher.merged_forwards if backend.batcher else 0
+                section("concurrent", args.concurrency_seconds + 5,
+                        lambda: {**concurrent(rain, n, tokens, args.concurrency_seconds, search),
+                                 "merged_step_forwards": backend.batcher.merged_forwards - merged0
+                                 if backend.batcher else None},
+                        engine="new", search=search)
     if old is not None and (arch in args.old_archs.split(",") or arch == "tiny"):
         old_embedder = None
         if minilm:  # what the old engine did: MiniLM on the CPU, in float32
@@ -378,13 +390,17 @@ def main() -> None:
     run.add_argument("--plain-tokens", type=int, default=32)
     run.add_argument("--profile-seconds", type=float, default=12.0)
     run.add_argument("--concurrent-tokens", type=int, default=3, help="max_new_tokens per concurrent request (1+2)")
+    run.add_argument("--concurrent-default-tokens", type=int, default=16,
+                     help="max_new_tokens per concurrent request of the default search")
     run.add_argument("--concurrency", default="1,4,16", help="concurrent request counts")
     run.add_argument("--concurrency-seconds", type=float, default=30.0, help="cap on one concurrency level")
     run.add_argument("--min-arch-s", type=float, default=25.0, help="do not start a shape with less time than this")
     run.add_argument("--threads", type=int, default=4, help="torch CPU threads")
     run.add_argument("--no-batch-prefill", action="store_true", help="share only decode steps between requests")
     run.add_argument("--batch-steps", choices=("auto", "on", "off"), default="auto",
-                     help="share forwards between requests (auto: on CUDA)")
+                     help="share every decode step's forward between requests (auto: off)")
+    run.add_argument("--batch-rollouts", choices=("auto", "on", "off"), default="auto",
+                     help="decode concurrent requests' rollouts as one batch (auto: on CUDA)")
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.old_commit, args.minilm)

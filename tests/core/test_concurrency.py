@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import torch
 
 from rain_core import Rain, kv
@@ -19,22 +20,31 @@ def _rain(backend) -> Rain:
     return Rain(backend, evaluator="harmless-letters", similarity="hidden", **BUDGET)
 
 
+def concurrent_token_ids(rain: Rain, prompts: tuple[str, ...]) -> list[list[int]]:
+    """``prompts`` generated at the same time from threads (started together, so the searches interleave), seed i
+    for prompt i."""
+    barrier = threading.Barrier(len(prompts))
+
+    def one(i: int) -> list[int]:
+        barrier.wait()
+        return rain.generate(prompts[i], seed=i).token_ids
+
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        return list(pool.map(one, range(len(prompts))))
+
+
 def test_concurrent_seeded_requests_give_the_serial_texts(tiny_backend):
     rain = _rain(tiny_backend)
     serial = [rain.generate(p, seed=i).token_ids for i, p in enumerate(PROMPTS)]
-    barrier = threading.Barrier(len(PROMPTS))
-
-    def one(i: int) -> list[int]:
-        barrier.wait()  # start together, so the searches really interleave
-        return rain.generate(PROMPTS[i], seed=i).token_ids
-
-    with ThreadPoolExecutor(len(PROMPTS)) as pool:
-        assert list(pool.map(one, range(len(PROMPTS)))) == serial
+    assert concurrent_token_ids(rain, PROMPTS) == serial
     assert tiny_backend.open_sessions == 0
 
 
-def test_a_request_abandoned_mid_stream_leaves_the_others_and_the_model_usable(tiny_backend):
-    rain = _rain(tiny_backend)
+@pytest.mark.parametrize("shared_rollouts", [False, True])
+def test_a_request_abandoned_mid_stream_leaves_the_others_and_the_model_usable(tiny_loaded, shared_rollouts):
+    """Also with concurrent rollouts decoding as one batch (the CUDA default): the batch is left empty."""
+    backend = TransformersBackend(tiny_loaded, batch_rollouts=shared_rollouts)
+    rain = _rain(backend)
     expected = rain.generate(PROMPTS[1], seed=3).token_ids
     started = threading.Event()
     outcome: dict[str, list[int]] = {}
@@ -52,7 +62,8 @@ def test_a_request_abandoned_mid_stream_leaves_the_others_and_the_model_usable(t
     stream.close()  # the consumer walks away mid-generation
     worker.join(timeout=120)
     assert outcome["other"] == expected
-    assert tiny_backend.open_sessions == 0
+    assert backend.open_sessions == 0
+    assert backend.rollout_batcher is None or backend.rollout_batcher.batch.empty
     assert rain.generate(PROMPTS[1], seed=3).token_ids == expected
 
 
@@ -81,18 +92,11 @@ def test_step_batcher_merges_decode_steps_of_different_prefixes(tiny_loaded):
 
 
 def test_requests_sharing_decode_forwards_give_the_serial_texts(tiny_loaded):
-    """With the step batcher on (the CUDA default), concurrent requests' decode steps run as merged forwards."""
+    """With the step batcher on (opt-in), concurrent requests' decode steps run as merged forwards."""
     backend = TransformersBackend(tiny_loaded, batch_steps=True)
     rain = _rain(backend)
     serial = [rain.generate(p, seed=i).token_ids for i, p in enumerate(PROMPTS)]
-    barrier = threading.Barrier(len(PROMPTS))
-
-    def one(i: int) -> list[int]:
-        barrier.wait()
-        return rain.generate(PROMPTS[i], seed=i).token_ids
-
-    with ThreadPoolExecutor(len(PROMPTS)) as pool:
-        assert list(pool.map(one, range(len(PROMPTS)))) == serial
+    assert concurrent_token_ids(rain, PROMPTS) == serial
 
 
 def test_prefills_through_the_batcher_equal_a_from_scratch_forward(tiny_loaded):
