@@ -23,7 +23,7 @@ from typing import Any, Iterator, Literal, Protocol, Sequence
 
 import torch
 
-from . import kv
+from . import kv, static_decode
 from .batching import StepBatcher, StepJob
 from .config import CLAUSE_END_CHARS
 from .models import LoadedModel
@@ -190,7 +190,7 @@ class TransformersBackend:
 
     def __init__(self, loaded: LoadedModel, *, cache_entries: int = 12, batch_steps: bool | None = None,
                  batch_prefill: bool | None = None, batch_rollouts: bool | None = None,
-                 static_greedy: bool | None = None) -> None:
+                 static_greedy: bool | None = None, static_rollouts: bool | None = None) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
@@ -227,6 +227,11 @@ class TransformersBackend:
         self.batcher = StepBatcher(self._batch_forward) if self.batch_steps or self.batch_prefill else None
         # Plain greedy decoding through transformers' static cache (compiled into CUDA graphs by `generate` on a GPU).
         self.static_greedy = self.device.type == "cuda" if static_greedy is None else static_greedy
+        # A lone rollout call whose rows continue one prefix decodes the same way (static_decode.py).
+        self.static_rollouts = self.device.type == "cuda" if static_rollouts is None else static_rollouts
+        self._static_caches: dict[tuple[int, int], Any] = {}
+        self.compile_static_everywhere = False  # tests: compile the static decode step on a CPU too
+        self._static_lock = threading.Lock()  # one static decode at a time (its cache is reused)
 
     # ----------------------------------------------------------------------------------------------- sessions
     @contextmanager
@@ -451,25 +456,50 @@ class TransformersBackend:
             return [[] for _ in groups]
         session = self._session()
         with session.lock:
-            entries = [self._prefix(ids) for ids, _ in groups]
-            job = RolloutJob([(list(ids), rows) for ids, rows in groups], entries, generator, guard, session)
-            if self.rollout_batcher is not None and not keep_cache and self.rollout_batcher.accepts(job):
-                results = self.rollout_batcher.run(job)
-            else:  # alone: this call's rows are the whole batch
-                batch = DecodeBatch(self)
-                batch.admit(job)
-                while not batch.empty:
-                    batch.step()
-                if keep_cache and batch.raw is not None and batch.final_cache is not None:
-                    # the cache holds the prefix and every token of the row but its last
-                    self._keep(list(groups[0][0]) + job.results[0].tokens[:-1],
-                               _Entry(cache=batch.final_cache, logits=batch.raw[0]))
-                results = job.results
+            results = None
+            if self.static_rollouts and not keep_cache and len(groups) == 1 and static_decode.fits(groups[0][1]):
+                results = self._static_rollouts(RolloutJob([(list(groups[0][0]), groups[0][1])], [], generator, guard,
+                                                           session))
+            if results is None:
+                entries = [self._prefix(ids) for ids, _ in groups]
+                job = RolloutJob([(list(ids), rows) for ids, rows in groups], entries, generator, guard, session)
+                if self.rollout_batcher is not None and not keep_cache and self.rollout_batcher.accepts(job):
+                    results = self.rollout_batcher.run(job)
+                else:  # alone: this call's rows are the whole batch
+                    batch = DecodeBatch(self)
+                    batch.admit(job)
+                    while not batch.empty:
+                        batch.step()
+                    if keep_cache and batch.raw is not None and batch.final_cache is not None:
+                        # the cache holds the prefix and every token of the row but its last
+                        self._keep(list(groups[0][0]) + job.results[0].tokens[:-1],
+                                   _Entry(cache=batch.final_cache, logits=batch.raw[0]))
+                    results = job.results
             out, start = [], 0
             for _, rows in groups:
                 out.append(results[start:start + len(rows)])
                 start += len(rows)
             return out
+
+    def _static_rollouts(self, job: RolloutJob) -> list[Rollout] | None:
+        """``job`` decoded on a static cache (static_decode.py), or None when that path is busy (another thread's
+        call holds it; rollouts of concurrent requests should share a batch instead) or fails (then it is
+        switched off, with a warning, and the dynamic path runs from now on)."""
+        if self.rollout_batcher is not None and not self.rollout_batcher.idle:
+            return None  # other requests are decoding: join their batch rather than decode beside it
+        if not self._static_lock.acquire(blocking=False):
+            return None
+        state = job.generator.get_state()
+        try:
+            return static_decode.decode(self, job, self._static_caches)
+        except Exception as exc:  # noqa: BLE001 - any failure of the optional fast path falls back
+            log.warning("static-cache rollouts failed (%s: %s); using the dynamic cache", type(exc).__name__, exc)
+            self.static_rollouts = False
+            self._static_caches.clear()
+            job.generator.set_state(state)  # the dynamic path draws what this call would have drawn
+            return None
+        finally:
+            self._static_lock.release()
 
     def _keep(self, ids: Sequence[int], entry: _Entry) -> None:
         session = self._session()

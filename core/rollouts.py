@@ -263,6 +263,12 @@ class RolloutBatcher:
         self.calls = 0  # rollout calls served
         self.joined = 0  # calls that joined a batch already decoding another call's rows
 
+    @property
+    def idle(self) -> bool:
+        """Whether no call is decoding or waiting."""
+        with self._cond:
+            return self.batch.empty and not self._pending and not self._driving
+
     def accepts(self, job: RolloutJob) -> bool:
         """Whether ``job``'s caches can share a batch (plain dynamic caches; others decode alone)."""
         return all(kv.mergeable(entry.cache) for entry in job.entries)

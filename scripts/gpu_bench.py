@@ -159,6 +159,25 @@ def plain_greedy(rain: Any, tokens: int) -> dict[str, Any]:
     return {"s_per_token": round(wall / n, 5), "tokens": n}
 
 
+def warm_static(rain: Any, batches: tuple[int, ...]) -> dict[str, Any]:
+    """Run one static-cache rollout call per batch size (which compiles its decode step), timed."""
+    import torch
+
+    from rain_core.backend import RowSpec
+
+    backend = rain.backend
+    ids = backend.encode(PROMPTS[0])
+    start = time.perf_counter()
+    for rows in batches:
+        backend.rollouts(ids, [RowSpec("full", 16)] * rows, torch.Generator(device=backend.device).manual_seed(0))
+    _sync()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    backend.rollouts(ids, [RowSpec("full", 16)], torch.Generator(device=backend.device).manual_seed(0))
+    _sync()
+    return {"compile_s": round(first, 1), "warm_call_16_tokens_s": round(time.perf_counter() - start, 3)}
+
+
 def kernel_share(run: Callable[[], Any]) -> dict[str, Any]:
     """GPU kernel time over wall time while ``run()`` runs, from torch.profiler (kernels summed as self device time)."""
     import torch
@@ -296,9 +315,10 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
         except Exception as exc:  # noqa: BLE001 - recorded, and the run goes on
             report.add(arch=arch, what=name, **labels, error=f"{type(exc).__name__}: {exc}"[:300])
 
-    steps = {"auto": None, "on": True, "off": False}[args.batch_steps]
-    rollouts = {"auto": None, "on": True, "off": False}[args.batch_rollouts]
-    backend = TransformersBackend(loaded, static_greedy=False, batch_steps=steps, batch_rollouts=rollouts,
+    choice = {"auto": None, "on": True, "off": False}
+    backend = TransformersBackend(loaded, static_greedy=False, batch_steps=choice[args.batch_steps],
+                                  batch_rollouts=choice[args.batch_rollouts],
+                                  static_rollouts=choice[args.static_rollouts],
                                   batch_prefill=False if args.no_batch_prefill else None)
     try:
         rain = Rain(backend, evaluator="harmless", similarity=minilm or False, config=config)
@@ -308,21 +328,21 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
     model = getattr(rain.embedder, "model", None)
     report.add(arch=arch, engine="new", what="embedder", device=str(getattr(model, "device", None)),
                batch_steps=backend.batch_steps, batch_prefill=backend.batch_prefill,
-               batch_rollouts=backend.rollout_batcher is not None)
-    section("plain_greedy_dynamic", 30, lambda: plain_greedy(rain, args.plain_tokens), engine="new")
-    section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0), engine="new", parallel_leaves=1)
-    if key or arch in args.k4_archs.split(","):
-        section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, parallel_leaves=4),
-                engine="new", parallel_leaves=4)
-    for leaves in (1, 4) if key else (1,):  # the default search (lookahead): s/committed token beside the reference's
+               batch_rollouts=backend.rollout_batcher is not None, static_rollouts=backend.static_rollouts)
+    default = {"search": "lookahead"}
+    if backend.static_rollouts and (key or arch in args.k4_archs.split(",")):
+        # compile the static decode step for the batches the default search uses (1 row, 4 rows), outside the timing
+        section("static_rollouts_warmup", args.compile_seconds,
+                lambda: {**warm_static(rain, (1, 4) if key else (1,)), "still_static": backend.static_rollouts},
+                engine="new")
+    for leaves in (1, 4) if key else (1,):  # the default search (lookahead): s/committed token
         section("rain_default", cap + 5,
-                lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, search="lookahead", parallel_leaves=leaves),
-                engine="new", search="lookahead", parallel_leaves=leaves)
+                lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, parallel_leaves=leaves, **default),
+                engine="new", parallel_leaves=leaves, static_rollouts=backend.static_rollouts, **default)
     if key:
-        for leaves in (1, 4):
-            section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, leaves),
-                    engine="new", parallel_leaves=leaves)
-        # the default search first (the issue's 16-concurrent bar), then the reference search's short requests
+        section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, 1, default),
+                engine="new", parallel_leaves=1, static_rollouts=backend.static_rollouts, **default)
+        # the default search's concurrency first (the issue's 16-concurrent bar), then the reference search's
         for search, tokens in (("lookahead", args.concurrent_default_tokens), ("reference", args.concurrent_tokens)):
             for n in (int(x) for x in args.concurrency.split(",")):
                 merged0 = backend.batcher.merged_forwards if backend.batcher else 0
@@ -331,6 +351,23 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
                                  "merged_step_forwards": backend.batcher.merged_forwards - merged0
                                  if backend.batcher else None},
                         engine="new", search=search)
+    # the reference search's per-iteration figures (the issue's 0.15 s bar was set on it)
+    section("plain_greedy_dynamic", 30, lambda: plain_greedy(rain, args.plain_tokens), engine="new")
+    section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0), engine="new", parallel_leaves=1)
+    if key or arch in args.k4_archs.split(","):
+        section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, parallel_leaves=4),
+                engine="new", parallel_leaves=4)
+    if key:
+        for leaves in (1, 4):
+            section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, leaves),
+                    engine="new", parallel_leaves=leaves)
+        if backend.static_rollouts:  # the default search on the dynamic path, for the before/after
+            backend.static_rollouts = False
+            section("rain_default", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, **default),
+                    engine="new", parallel_leaves=1, static_rollouts=False, **default)
+            section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, 1, default),
+                    engine="new", parallel_leaves=1, static_rollouts=False, **default)
+            backend.static_rollouts = True
     if old is not None and (arch in args.old_archs.split(",") or arch == "tiny"):
         old_embedder = None
         if minilm:  # what the old engine did: MiniLM on the CPU, in float32
@@ -357,10 +394,14 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
                 lambda: {**plain_greedy(rain, args.plain_tokens), "still_static": backend.static_greedy}, engine="new")
 
 
-def profiled(rain: Any, seconds: float, leaves: int | None) -> dict[str, Any]:
-    """Kernel share of a short RAIN run (one commit, at most ``seconds``) under torch.profiler."""
+def profiled(rain: Any, seconds: float, leaves: int | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Kernel share of a short RAIN run under torch.profiler: one commit of the reference search, or a whole
+    response (``--rain-tokens``) of the default search; at most ``seconds``."""
     extra = {} if leaves is None else {"parallel_leaves": leaves}
-    share = kernel_share(lambda: timed_rain(rain, PROMPTS[2], seconds=seconds, seed=1, max_new_tokens=1, **extra))
+    extra.update(overrides or {})
+    if extra.get("search") != "lookahead":
+        extra["max_new_tokens"] = 1
+    share = kernel_share(lambda: timed_rain(rain, PROMPTS[2], seconds=seconds, seed=1, **extra))
     run = share.pop("run")
     return {**share, "iterations": run["iterations"], "s_per_iteration": run["s_per_iteration"]}
 
@@ -399,6 +440,8 @@ def main() -> None:
     run.add_argument("--no-batch-prefill", action="store_true", help="share only decode steps between requests")
     run.add_argument("--batch-steps", choices=("auto", "on", "off"), default="auto",
                      help="share every decode step's forward between requests (auto: off)")
+    run.add_argument("--static-rollouts", choices=("auto", "on", "off"), default="auto",
+                     help="long rollouts through generate on a static cache, CUDA graphs (auto: on CUDA)")
     run.add_argument("--batch-rollouts", choices=("auto", "on", "off"), default="auto",
                      help="decode concurrent requests' rollouts as one batch (auto: on CUDA)")
     args = parser.parse_args()

@@ -91,9 +91,11 @@ def _slowed(backend: TransformersBackend, seconds: float) -> None:
     backend._step_forward = slow
 
 
-@pytest.mark.parametrize("search, mode", [("lookahead", "full"), ("reference", "full"), ("lookahead", "guard")])
-def test_concurrent_requests_sharing_rollouts_give_the_serial_texts(tiny_loaded, search, mode):
-    backend = TransformersBackend(tiny_loaded, batch_rollouts=True)
+@pytest.mark.parametrize("search, mode, static", [("lookahead", "full", False), ("reference", "full", False),
+                                                  ("lookahead", "guard", False), ("lookahead", "full", True)])
+def test_concurrent_requests_sharing_rollouts_give_the_serial_texts(tiny_loaded, search, mode, static):
+    """With ``static``, as on CUDA: a lone call decodes on the static cache, calls meeting others share a batch."""
+    backend = TransformersBackend(tiny_loaded, batch_rollouts=True, static_rollouts=static)
     _slowed(backend, 0.002)
     rain = Rain(backend, evaluator="harmless-letters", similarity="hidden", max_iterations=6, max_new_tokens=10,
                 search=search, mode=mode, guard_threshold=0.5)

@@ -1,0 +1,89 @@
+"""Rollouts through `generate` on a static cache (the CUDA default) hold to the dynamic decode loop's tokens."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from rain_core import Rain, static_decode
+from rain_core.backend import ResponseGuard, RowSpec, TransformersBackend
+
+ROWS = [RowSpec("greedy", 9), RowSpec("full", 12), RowSpec("top_k", 7, top_k=5), RowSpec("full", 3)]
+
+
+@pytest.mark.parametrize("no_repeat", [0, 2])
+def test_static_rollouts_give_the_dynamic_paths_tokens(tiny_loaded, no_repeat):
+    static = TransformersBackend(tiny_loaded, static_rollouts=True)
+    dynamic = TransformersBackend(tiny_loaded, static_rollouts=False)
+    ids = static.encode("Human: Tell me about the weather in the mountains today.")
+    assert static_decode.fits(ROWS) and not static_decode.fits([RowSpec("full", 10, stop_at_clause=True)])
+    guard = ResponseGuard.no_repeat_ngrams(no_repeat, len(ids) - 3)
+    for seed in range(3):
+        got = static.rollouts(ids, ROWS, torch.Generator().manual_seed(seed), guard)
+        want = dynamic.rollouts(ids, ROWS, torch.Generator().manual_seed(seed), guard)
+        assert static.static_rollouts  # the static path ran, and did not fall back
+        assert [r.tokens for r in got] == [r.tokens for r in want]
+        assert [r.finish for r in got] == [r.finish for r in want]
+        assert all(abs(x.logprob - y.logprob) < 1e-3 for x, y in zip(got, want))
+    assert list(static._static_caches) == [(4, 256)]  # one cache, reused by every call of these rows and length
+
+
+@pytest.mark.parametrize("search", ["lookahead", "reference"])
+def test_a_search_on_static_rollouts_gives_the_same_text(tiny_loaded, search):
+    texts = []
+    for on in (True, False):
+        backend = TransformersBackend(tiny_loaded, static_rollouts=on)
+        rain = Rain(backend, evaluator="harmless-letters", similarity="hidden", max_iterations=6, max_new_tokens=12,
+                    search=search)
+        texts.append(rain.generate("Write a review of the movie.", seed=4).token_ids)
+        assert backend.static_rollouts == on  # it ran, and did not fall back
+    assert texts[0] == texts[1]
+
+
+def test_rows_run_as_a_power_of_two_batch(tiny_loaded):
+    static = TransformersBackend(tiny_loaded, static_rollouts=True)
+    dynamic = TransformersBackend(tiny_loaded, static_rollouts=False)
+    ids = static.encode("Human: How are you?")
+    rows = ROWS + [RowSpec("full", 11)]  # five rows: a batch of eight, three of them idle throughout
+    got = static.rollouts(ids, rows, torch.Generator().manual_seed(2))
+    assert [r.tokens for r in got] == [r.tokens for r in dynamic.rollouts(ids, rows, torch.Generator().manual_seed(2))]
+    assert list(static._static_caches) == [(8, 256)] and [static_decode.row_bucket(n) for n in (1, 2, 3, 5)] == [1, 2, 4, 8]
+
+
+def test_a_failing_static_path_falls_back_with_the_same_draws(tiny_loaded, monkeypatch, caplog):
+    backend = TransformersBackend(tiny_loaded, static_rollouts=True)
+    ids = backend.encode("Human: How are you?")
+    want = TransformersBackend(tiny_loaded, static_rollouts=False).rollouts(ids, ROWS, torch.Generator().manual_seed(1))
+
+    def broken(backend, job, caches):
+        torch.rand(5, generator=job.generator)  # it drew, then failed
+        raise RuntimeError("no graphs here")
+
+    monkeypatch.setattr(static_decode, "decode", broken)
+    got = backend.rollouts(ids, ROWS, torch.Generator().manual_seed(1))
+    assert not backend.static_rollouts and "static-cache rollouts failed" in caplog.text
+    assert [r.tokens for r in got] == [r.tokens for r in want]
+
+
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile on a CPU needs a C++ compiler")
+def test_compiled_static_rollouts_compile_once_per_batch_and_keep_the_tokens(tiny_loaded):
+    """What happens on CUDA, rehearsed on the CPU: the decode step compiles once per batch bucket, later calls of
+    any prompt length reuse it (no recompiling per call or per step), and the tokens stay the dynamic path's."""
+    from torch._dynamo.utils import counters
+
+    static = TransformersBackend(tiny_loaded, static_rollouts=True)
+    static.compile_static_everywhere = True
+    dynamic = TransformersBackend(tiny_loaded, static_rollouts=False)
+    long, short = static.encode("Human: Tell me about the weather in the mountains today."), static.encode("Hi")
+    torch._dynamo.reset()
+    counters.clear()
+    for seed, (ids, rows) in enumerate([(long, ROWS), (short, ROWS), (long, ROWS[:1]), (short, ROWS[:1]),
+                                        (long, ROWS)]):
+        got = static.rollouts(ids, rows, torch.Generator().manual_seed(seed))
+        want = dynamic.rollouts(ids, rows, torch.Generator().manual_seed(seed))
+        assert static.static_rollouts  # compiled, and did not fall back
+        assert [r.tokens for r in got] == [r.tokens for r in want]
+    assert counters["stats"]["unique_graphs"] == 2  # batches of 4 and of 1: one graph each
+    torch._dynamo.reset()
