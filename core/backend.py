@@ -229,7 +229,7 @@ class TransformersBackend:
         self.static_greedy = self.device.type == "cuda" if static_greedy is None else static_greedy
         # A lone rollout call whose rows continue one prefix decodes the same way (static_decode.py).
         self.static_rollouts = self.device.type == "cuda" if static_rollouts is None else static_rollouts
-        self._static_caches: dict[tuple[int, int], Any] = {}
+        self._static_caches: OrderedDict[tuple[int, int], Any] = OrderedDict()  # (batch, length) -> StaticCache
         self.compile_static_everywhere = False  # tests: compile the static decode step on a CPU too
         self._static_lock = threading.Lock()  # one static decode at a time (its cache is reused)
 

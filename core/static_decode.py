@@ -19,6 +19,7 @@ where there are no graphs to gain; tests turn it on there to hold it to the dyna
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import torch
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
 #: static caches are allocated in multiples of this many positions, so calls of similar length reuse one graph
 CACHE_BUCKET = 256
 
+
+#: static caches kept for reuse (the least recently used beyond this are dropped: at 7.4B a 16-row, 1,024-position
+#: cache holds 2 GB)
+MAX_CACHES = 4
 
 #: calls whose rows may run this many tokens or more take this path (a prefill per row is worth it only then)
 MIN_TOKENS = 8
@@ -104,7 +109,8 @@ class _Picker:
         return done.to(input_ids.device)
 
 
-def decode(backend: "TransformersBackend", job: "RolloutJob", caches: dict[tuple[int, int], Any]) -> list["Rollout"]:
+def decode(backend: "TransformersBackend", job: "RolloutJob", caches: "OrderedDict[tuple[int, int], Any]"
+           ) -> list["Rollout"]:
     """``job``'s rollouts, decoded by `generate` on a static cache taken from ``caches`` (reused across calls of
     the same row and length buckets, so a compiled step keeps its static addresses). Counts its forwards in the
     job's session: the prefill of every row of the bucket, then one step per token after the first (the running
@@ -135,14 +141,21 @@ def decode(backend: "TransformersBackend", job: "RolloutJob", caches: dict[tuple
         cache = caches.get(key)
         if cache is None:
             cache = caches[key] = StaticCache(config=backend.model.config, max_cache_len=length)
+            while len(caches) > MAX_CACHES:
+                caches.popitem(last=False)
         else:
+            caches.move_to_end(key)
             cache.reset()
         inputs = torch.tensor([ids] * batch, device=backend.device)
         # the mask generate would make itself (no padding); given, so that it does not guess from the pad token
-        backend.model.generate(inputs, attention_mask=torch.ones_like(inputs), generation_config=config,
+        out = backend.model.generate(inputs, attention_mask=torch.ones_like(inputs), generation_config=config,
                                logits_processor=LogitsProcessorList([picker]),
                                stopping_criteria=StoppingCriteriaList([_Stop()]),
                                **{backend._cache_kwarg: cache})
+    fed = out[:len(picker.results), len(ids):].tolist()
+    for row, result in zip(fed, picker.results):  # the model read what was picked (no other processor intervened)
+        if row[:len(result.tokens)] != result.tokens:
+            raise RuntimeError("generate decoded other tokens than the ones picked")
     steps = max(len(r.tokens) for r in picker.results)
     with backend._stats_lock:
         backend.model_calls += steps

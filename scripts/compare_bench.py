@@ -1,7 +1,8 @@
 """`rain bench` for this engine and a previous one (a copy made by ``gpu_bench.py prepare``) in one process,
 alternating, so both see the same machine load. Prints each round's seconds per inner iteration and the medians.
 
-    OMP_NUM_THREADS=1 python scripts/compare_bench.py --old .bench_old --rounds 2 --max-new-tokens 16 --prompts 1 [--same-judge]
+    OMP_NUM_THREADS=1 python scripts/compare_bench.py --old .bench_old --rounds 2 --max-new-tokens 16 --prompts 1
+        [--same-judge] [--search reference|lookahead]
 
 Seconds per iteration depend on the judge (its prompt length, and the tree its values grow: evaluation-cache hits are
 cheap iterations, expansions dear), so an engine comparison uses ``--same-judge``.
@@ -28,6 +29,8 @@ def main() -> None:
     parser.add_argument("--same-judge", action="store_true",
                         help="give the new engine the old engine's harmless judge (built-in 'harmless-conversation'; "
                              "the default 'harmless' now reads the reply only), so both search the same values")
+    parser.add_argument("--search", choices=("reference", "lookahead"), default="reference",
+                        help="the search both engines run (an engine older than the choice runs its only one)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     sys.path.insert(0, str(Path(args.old).resolve()))
@@ -41,8 +44,9 @@ def main() -> None:
     for round_ in range(args.rounds):
         for name, bench, config in (("old", old_bench, rain_core_old.RainConfig), ("new", new_bench, RainConfig)):
             judge = {"evaluator": "harmless-conversation"} if name == "new" and args.same_judge else {}
-            # both engines run the reference search (the old engine's only one; the new one's default is lookahead)
-            settings = {"search": "reference"} if name == "new" else {}
+            # both engines run the same search (a93ab4f has only the reference one, and no `search` field)
+            fields = getattr(config, "__dataclass_fields__", {})
+            settings = {"search": args.search} if "search" in fields else {}
             report = bench(model=args.model, device="cpu",
                            config=config(max_new_tokens=args.max_new_tokens, **settings),
                            n_prompts=args.prompts, progress=False, **judge)

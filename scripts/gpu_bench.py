@@ -1,11 +1,14 @@
 """The GPU benchmark: RAIN's cost on random-weight models of four shapes, before and after, in one run.
 
 Models are built directly on the device from the configs in ``bench/archs`` (no weights travel) with SmolLM2's
-tokenizer. For each shape it reports plain greedy s/token, RAIN s/inner iteration and s/committed token (reference
-search, and ``parallel_leaves=4``; the default lookahead search's s/committed token too), and for the 7.4B shape
-also the GPU kernel-time share under torch.profiler and committed tokens/s at 1, 4 and 16 concurrent requests.
-With ``--old`` it times the previous engine (a copy of its ``core`` made by ``prepare``) on the same models in the
-same run.
+tokenizer. For each shape, in this order (the issue's bars first): the static-cache rollouts' compilation (timed
+apart), the default search (lookahead) s/committed token at 1 and 4 rows per batch, and for the 7.4B shape its
+GPU kernel-time share under torch.profiler and committed tokens/s (with forwards run per committed token) at 1, 4
+and 16 concurrent requests, and the default search once more without the static-cache rollouts (the
+before/after); then plain greedy s/token, the reference search's s/inner iteration and s/committed token
+(``parallel_leaves`` 1 and 4), kernel share and concurrency. With ``--old`` it times the previous
+engine (a copy of its ``core`` made by ``prepare``) on the same models in the same run; last, the compiled
+static-cache plain greedy.
 
 Every figure is appended to ``$OUT/gpu_bench.json`` as soon as it is measured and printed as a line, so a run stopped
 by its time limit still leaves what it measured. ``--budget`` seconds (from start) bounds the whole run: a section
@@ -342,15 +345,16 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
     if key:
         section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, 1, default),
                 engine="new", parallel_leaves=1, static_rollouts=backend.static_rollouts, **default)
-        # the default search's concurrency first (the issue's 16-concurrent bar), then the reference search's
-        for search, tokens in (("lookahead", args.concurrent_default_tokens), ("reference", args.concurrent_tokens)):
-            for n in (int(x) for x in args.concurrency.split(",")):
-                merged0 = backend.batcher.merged_forwards if backend.batcher else 0
-                section("concurrent", args.concurrency_seconds + 5,
-                        lambda: {**concurrent(rain, n, tokens, args.concurrency_seconds, search),
-                                 "merged_step_forwards": backend.batcher.merged_forwards - merged0
-                                 if backend.batcher else None},
-                        engine="new", search=search)
+        # the default search's concurrency (the issue's 16-concurrent bar), then its before/after without the
+        # static-cache rollouts
+        concurrency_levels(rain, backend, args, section, "lookahead", args.concurrent_default_tokens)
+        if backend.static_rollouts:
+            backend.static_rollouts = False
+            section("rain_default", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, **default),
+                    engine="new", parallel_leaves=1, static_rollouts=False, **default)
+            section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, 1, default),
+                    engine="new", parallel_leaves=1, static_rollouts=False, **default)
+            backend.static_rollouts = True
     # the reference search's per-iteration figures (the issue's 0.15 s bar was set on it)
     section("plain_greedy_dynamic", 30, lambda: plain_greedy(rain, args.plain_tokens), engine="new")
     section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0), engine="new", parallel_leaves=1)
@@ -361,13 +365,7 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
         for leaves in (1, 4):
             section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, leaves),
                     engine="new", parallel_leaves=leaves)
-        if backend.static_rollouts:  # the default search on the dynamic path, for the before/after
-            backend.static_rollouts = False
-            section("rain_default", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, **default),
-                    engine="new", parallel_leaves=1, static_rollouts=False, **default)
-            section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, 1, default),
-                    engine="new", parallel_leaves=1, static_rollouts=False, **default)
-            backend.static_rollouts = True
+        concurrency_levels(rain, backend, args, section, "reference", args.concurrent_tokens)
     if old is not None and (arch in args.old_archs.split(",") or arch == "tiny"):
         old_embedder = None
         if minilm:  # what the old engine did: MiniLM on the CPU, in float32
@@ -392,6 +390,17 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
         backend.static_greedy = True
         section("plain_greedy_static", args.compile_seconds,
                 lambda: {**plain_greedy(rain, args.plain_tokens), "still_static": backend.static_greedy}, engine="new")
+
+
+def concurrency_levels(rain: Any, backend: Any, args: argparse.Namespace, section: Callable[..., None], search: str,
+                       tokens: int) -> None:
+    """The ``concurrent`` section at each of ``--concurrency``'s request counts, for ``search``."""
+    for n in (int(x) for x in args.concurrency.split(",")):
+        merged0 = backend.batcher.merged_forwards if backend.batcher else 0
+        section("concurrent", args.concurrency_seconds + 5,
+                lambda: {**concurrent(rain, n, tokens, args.concurrency_seconds, search),
+                         "merged_step_forwards": backend.batcher.merged_forwards - merged0 if backend.batcher else None},
+                engine="new", search=search)
 
 
 def profiled(rain: Any, seconds: float, leaves: int | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

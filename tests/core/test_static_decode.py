@@ -50,6 +50,9 @@ def test_rows_run_as_a_power_of_two_batch(tiny_loaded):
     got = static.rollouts(ids, rows, torch.Generator().manual_seed(2))
     assert [r.tokens for r in got] == [r.tokens for r in dynamic.rollouts(ids, rows, torch.Generator().manual_seed(2))]
     assert list(static._static_caches) == [(8, 256)] and [static_decode.row_bucket(n) for n in (1, 2, 3, 5)] == [1, 2, 4, 8]
+    for rows in (1, 2, 3, 16, 32):  # five more batch sizes: the least recently used cache goes
+        static.rollouts(ids, [RowSpec("full", 8)] * rows, torch.Generator().manual_seed(rows))
+    assert list(static._static_caches) == [(2, 256), (4, 256), (16, 256), (32, 256)]
 
 
 def test_a_failing_static_path_falls_back_with_the_same_draws(tiny_loaded, monkeypatch, caplog):
@@ -64,6 +67,24 @@ def test_a_failing_static_path_falls_back_with_the_same_draws(tiny_loaded, monke
     monkeypatch.setattr(static_decode, "decode", broken)
     got = backend.rollouts(ids, ROWS, torch.Generator().manual_seed(1))
     assert not backend.static_rollouts and "static-cache rollouts failed" in caplog.text
+    assert [r.tokens for r in got] == [r.tokens for r in want]
+
+
+def test_a_processor_that_changes_the_picked_token_is_caught(tiny_loaded, monkeypatch, caplog):
+    """If anything in generate fed the model another token than the one picked (a default logits processor of
+    some model's generation config, say), the call falls back instead of returning tokens the model never read."""
+    backend = TransformersBackend(tiny_loaded, static_rollouts=True)
+    ids = backend.encode("Human: How are you?")
+    picker_call = static_decode._Picker.__call__
+
+    def meddling(self, input_ids, scores):
+        out = picker_call(self, input_ids, scores)
+        return out.roll(1, dims=-1)  # every row's one-hot moves to the next token id
+
+    monkeypatch.setattr(static_decode._Picker, "__call__", meddling)
+    want = TransformersBackend(tiny_loaded, static_rollouts=False).rollouts(ids, ROWS, torch.Generator().manual_seed(3))
+    got = backend.rollouts(ids, ROWS, torch.Generator().manual_seed(3))
+    assert not backend.static_rollouts and "other tokens than the ones picked" in caplog.text
     assert [r.tokens for r in got] == [r.tokens for r in want]
 
 
