@@ -50,7 +50,8 @@ def main() -> None:
     batcher = backend.rollout_batcher
     print(json.dumps({"requests": args.requests, "batch_rollouts": batcher is not None,
                       "joined_calls": batcher.joined if batcher else None,
-                      "merged_forwards": batcher.merged_forwards if batcher else None, "serial_seconds": round(serial_s, 2),
+                      "merged_forwards": batcher.merged_forwards if batcher else None,
+                      "serial_seconds": round(serial_s, 2),
                       "concurrent_seconds": round(concurrent_s, 2), "ratio": round(concurrent_s / serial_s, 3),
                       "same_texts": serial == concurrent, "texts": concurrent}, indent=1))
 

@@ -48,8 +48,10 @@ def test_rows_run_as_a_power_of_two_batch(tiny_loaded):
     ids = static.encode("Human: How are you?")
     rows = ROWS + [RowSpec("full", 11)]  # five rows: a batch of eight, three of them idle throughout
     got = static.rollouts(ids, rows, torch.Generator().manual_seed(2))
-    assert [r.tokens for r in got] == [r.tokens for r in dynamic.rollouts(ids, rows, torch.Generator().manual_seed(2))]
-    assert list(static._static_caches) == [(8, 256)] and [static_decode.row_bucket(n) for n in (1, 2, 3, 5)] == [1, 2, 4, 8]
+    want = dynamic.rollouts(ids, rows, torch.Generator().manual_seed(2))
+    assert [r.tokens for r in got] == [r.tokens for r in want]
+    assert list(static._static_caches) == [(8, 256)]
+    assert [static_decode.row_bucket(n) for n in (1, 2, 3, 5)] == [1, 2, 4, 8]
     for rows in (1, 2, 3, 16, 32):  # five more batch sizes: the least recently used cache goes
         static.rollouts(ids, [RowSpec("full", 8)] * rows, torch.Generator().manual_seed(rows))
     assert list(static._static_caches) == [(2, 256), (4, 256), (16, 256), (32, 256)]
@@ -88,7 +90,8 @@ def test_a_processor_that_changes_the_picked_token_is_caught(tiny_loaded, monkey
     assert [r.tokens for r in got] == [r.tokens for r in want]
 
 
-@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile on a CPU needs a C++ compiler")
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")),
+                    reason="torch.compile on a CPU needs a C++ compiler")
 def test_compiled_static_rollouts_compile_once_per_batch_and_keep_the_tokens(tiny_loaded):
     """What happens on CUDA, rehearsed on the CPU: the decode step compiles once per batch bucket, later calls of
     any prompt length reuse it (no recompiling per call or per step), and the tokens stay the dynamic path's."""
