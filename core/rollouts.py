@@ -13,9 +13,10 @@ position, one copy per join rather than one per step.
 `RolloutBatcher` lets concurrent requests share that loop. A call that finds no decode running drives one at once,
 alone (a lone request pays nothing); a call that arrives while one runs joins it at the next step, and the thread
 whose rows finish hands the loop to one still waiting. On a GPU, where a forward of 16 rows costs what one costs,
-concurrent requests' rollouts then take about the forwards of one. Left-padded rows compute what they compute
-alone up to floating-point rounding (a batch of another shape may pick other kernels), which is why the batcher is
-on by default only on CUDA.
+concurrent requests' rollouts then take about the forwards of one; even on a 2-core CPU, 16 concurrent SmolLM2
+requests ran twice as fast shared. Left-padded rows compute what they compute alone up to floating-point rounding
+(a batch of another shape may pick other kernels); `TransformersBackend(..., batch_rollouts=False)` is the path
+where each request computes exactly what it computes alone.
 """
 
 from __future__ import annotations

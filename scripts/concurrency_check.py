@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--similarity", default="auto")
     parser.add_argument("--batch-rollouts", choices=("auto", "on", "off"), default="auto",
-                        help="decode concurrent requests' rollouts as one batch (auto: on CUDA only)")
+                        help="decode concurrent requests' rollouts as one batch (auto: on)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     backend = TransformersBackend(load_model(args.model),

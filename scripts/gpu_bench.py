@@ -452,7 +452,7 @@ def main() -> None:
     run.add_argument("--static-rollouts", choices=("auto", "on", "off"), default="auto",
                      help="long rollouts through generate on a static cache, CUDA graphs (auto: on CUDA)")
     run.add_argument("--batch-rollouts", choices=("auto", "on", "off"), default="auto",
-                     help="decode concurrent requests' rollouts as one batch (auto: on CUDA)")
+                     help="decode concurrent requests' rollouts as one batch (auto: on)")
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.old_commit, args.minilm)
