@@ -456,13 +456,12 @@ class TransformersBackend:
             return [[] for _ in groups]
         session = self._session()
         with session.lock:
+            entries = [self._prefix(ids) for ids, _ in groups]
+            job = RolloutJob([(list(ids), rows) for ids, rows in groups], entries, generator, guard, session)
             results = None
             if self.static_rollouts and not keep_cache and len(groups) == 1 and static_decode.fits(groups[0][1]):
-                results = self._static_rollouts(RolloutJob([(list(groups[0][0]), groups[0][1])], [], generator, guard,
-                                                           session))
+                results = self._static_rollouts(job)
             if results is None:
-                entries = [self._prefix(ids) for ids, _ in groups]
-                job = RolloutJob([(list(ids), rows) for ids, rows in groups], entries, generator, guard, session)
                 if self.rollout_batcher is not None and not keep_cache and self.rollout_batcher.accepts(job):
                     results = self.rollout_batcher.run(job)
                 else:  # alone: this call's rows are the whole batch

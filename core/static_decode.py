@@ -9,12 +9,16 @@ does the picking and hands `generate` a one-hot score, so `generate`'s own greed
 call's guard shapes each row's distribution, and each row stops on EOS, its own length or a clause end (a
 `StoppingCriteria` reports the rows that ended). A row's log-probability is summed as the dynamic path sums it.
 
-What it costs: the prefix is prefilled again for every row (the static cache cannot start from the session's
-stored prefix cache), one forward of ``rows x prefix`` tokens, cheap on a GPU next to the steps it saves. What it
-covers: calls whose rows all continue one prefix and run long (`fits`), on a model that takes a static cache;
-rows run as a power-of-two batch, so a search compiles a few graphs, not one per width. Anything else, or any
-failure (the backend then switches the path off with a warning), uses the dynamic path. Off by default on a CPU,
-where there are no graphs to gain; tests turn it on there to hold it to the dynamic path's tokens.
+The static cache starts from the session's cached prefix: its positions are copied into every row (`fill`), so
+`generate` runs only the prefix's last token before decoding, and a long prompt (a RAG context) is not prefilled
+again per row; the first step's logits are checked against the cached prefix's, so a cache that reads the copy
+differently (another transformers version) is caught rather than decoded from.
+
+What it covers: calls whose rows all continue one prefix and run long (`fits`), on a model whose static cache has
+plain layers; rows run as a power-of-two batch, so a search compiles a few graphs, not one per width. Anything
+else, or any failure (the backend then switches the path off with a warning and restores the call's generator),
+uses the dynamic path. Off by default on a CPU, where there are no graphs to gain; tests turn it on there to hold
+it to the dynamic path's tokens.
 """
 
 from __future__ import annotations
@@ -69,10 +73,16 @@ class _Picker:
         self.results: list[Rollout] = [Rollout(tokens=[], logprob=0.0, finish="length") for _ in self.specs]
         self.running = list(range(len(self.specs)))
         self.prefix = list(job.groups[0][0])
+        self.expected: torch.Tensor | None = job.entries[0].logits  # what the first step must see (then None)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """The logits processor: a one-hot score per row (the picked token; ended rows get any, generate pads)."""
         backend, job = self.backend, self.job
+        if self.expected is not None:  # the copied prefix reads as the session's: the same next-token logits
+            expected, self.expected = self.expected.float(), None
+            got = scores[0].float().to(expected.device)
+            if float((got - expected).abs().max()) > 0.1 * (float(expected.abs().max()) + 1.0):
+                raise RuntimeError("the static cache's first logits differ from the cached prefix's")
         active = self.running
         logits = scores[active] if len(active) < scores.shape[0] else scores
         if job.guard is not None:
@@ -109,12 +119,33 @@ class _Picker:
         return done.to(input_ids.device)
 
 
+def fill(cache: Any, prefix: Any, length: int, batch: int) -> None:
+    """Copy the first ``length`` positions of the batch-1 dynamic cache ``prefix`` into every row of the static
+    ``cache``, so `generate` runs only what follows (it reads the cache's length to know where to start)."""
+    from transformers.cache_utils import StaticLayer
+
+    if len(cache.layers) != len(prefix.layers) or any(type(layer) is not StaticLayer for layer in cache.layers):
+        raise NotImplementedError("only plain static layers can start from a copied prefix")
+    for layer, source in zip(cache.layers, prefix.layers):
+        keys = source.keys[..., :length, :].expand(batch, -1, -1, -1)
+        values = source.values[..., :length, :].expand(batch, -1, -1, -1)
+        if not getattr(layer, "is_initialized", False):
+            layer.lazy_initialization(keys, values)
+        layer.keys[:, :, :length].copy_(keys)
+        layer.values[:, :, :length].copy_(values)
+        if isinstance(getattr(layer, "cumulative_length", None), torch.Tensor):
+            layer.cumulative_length.fill_(length)  # in place: a compiled step reads it at a static address
+        else:
+            layer.cumulative_length = length
+
+
 def decode(backend: "TransformersBackend", job: "RolloutJob", caches: "OrderedDict[tuple[int, int], Any]"
            ) -> list["Rollout"]:
     """``job``'s rollouts, decoded by `generate` on a static cache taken from ``caches`` (reused across calls of
     the same row and length buckets, so a compiled step keeps its static addresses). Counts its forwards in the
-    job's session: the prefill of every row of the bucket, then one step per token after the first (the running
-    rows' tokens, as the dynamic path counts them)."""
+    job's session: the prefix's last token for every row of the bucket (the rest is copied from the session's
+    cached prefix, ``job.entries[0]``), then one step per token after the first (the running rows' tokens, as the
+    dynamic path counts them)."""
     from transformers import GenerationConfig, LogitsProcessorList, StaticCache, StoppingCriteria, StoppingCriteriaList
 
     ids = list(job.groups[0][0])
@@ -146,6 +177,7 @@ def decode(backend: "TransformersBackend", job: "RolloutJob", caches: "OrderedDi
         else:
             caches.move_to_end(key)
             cache.reset()
+        fill(cache, job.entries[0].cache, len(ids) - 1, batch)
         inputs = torch.tensor([ids] * batch, device=backend.device)
         # the mask generate would make itself (no padding); given, so that it does not guess from the pad token
         out = backend.model.generate(inputs, attention_mask=torch.ones_like(inputs), generation_config=config,
@@ -159,7 +191,7 @@ def decode(backend: "TransformersBackend", job: "RolloutJob", caches: "OrderedDi
     steps = max(len(r.tokens) for r in picker.results)
     with backend._stats_lock:
         backend.model_calls += steps
-    backend._count(batch * len(ids), job.session)
+    backend._count(batch, job.session)  # the prefix's last token, per row (the rest came from the session's cache)
     for step in range(1, steps):
         backend._count(sum(len(r.tokens) > step for r in picker.results), job.session)
     return picker.results

@@ -111,3 +111,23 @@ def test_compiled_static_rollouts_compile_once_per_batch_and_keep_the_tokens(tin
         assert [r.tokens for r in got] == [r.tokens for r in want]
     assert counters["stats"]["unique_graphs"] == 2  # batches of 4 and of 1: one graph each
     torch._dynamo.reset()
+
+
+def test_a_static_cache_that_misreads_the_copied_prefix_is_caught(tiny_loaded, monkeypatch, caplog):
+    """The first step's logits must be the cached prefix's; a copy the cache does not read (here: positions left
+    empty) fails that check and the call falls back, with the draws it would have made."""
+    backend = TransformersBackend(tiny_loaded, static_rollouts=True)
+    ids = backend.encode("Human: Tell me about the weather in the mountains today.")
+    fill = static_decode.fill
+
+    def empty_fill(cache, prefix, length, batch):
+        fill(cache, prefix, length, batch)
+        for layer in cache.layers:
+            layer.keys.zero_()
+            layer.values.zero_()
+
+    monkeypatch.setattr(static_decode, "fill", empty_fill)
+    want = TransformersBackend(tiny_loaded, static_rollouts=False).rollouts(ids, ROWS, torch.Generator().manual_seed(5))
+    got = backend.rollouts(ids, ROWS, torch.Generator().manual_seed(5))
+    assert not backend.static_rollouts and "first logits differ" in caplog.text
+    assert [r.tokens for r in got] == [r.tokens for r in want]
