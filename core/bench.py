@@ -1,7 +1,9 @@
 """``rain bench``: what RAIN costs against plain KV-cached greedy decoding on a few fixed prompts.
 
 Reported: seconds per inner search iteration, seconds per committed token for RAIN and for greedy decoding, and
-their ratio. With ``mode="guard"`` (``rain bench --mode guard``) one run compares guard mode and full RAIN with plain
+their ratio; with ``concurrency`` (``rain bench --concurrency 1,4,16``), committed tokens per second when that many
+seeded requests run at once on the one loaded model, and the forwards the model ran per committed token (requests
+share rollouts and prefills, see docs/performance.md). With ``mode="guard"`` (``rain bench --mode guard``) one run compares guard mode and full RAIN with plain
 greedy decoding on two prompt sets, everyday requests (`BENIGN_PROMPTS`) and the first harmful dev prompts, and
 reports the share of clauses the judge sent to the search. Figures are printed, never asserted: speed is measured,
 not tested.
@@ -11,8 +13,10 @@ from __future__ import annotations
 
 import platform
 import sys
+import threading
 import time
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
 
 import torch
 
@@ -49,13 +53,70 @@ HARMFUL_PROMPTS = 8
 def run_bench(*, model: str = "smollm2", device: str | None = None, dtype: str | None = None,
               config: RainConfig | None = None, evaluator: str = "harmless", soft: bool = False,
               similarity: bool = True, n_prompts: int | None = None, random_init: str | None = None,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, concurrency: Sequence[int] = ()) -> dict[str, Any]:
     config = config or RainConfig(max_new_tokens=32)
     loaded: Any = load_random_init(random_init, device=device, dtype=dtype) if random_init else model
     backend = shared_backend(loaded, device=device, dtype=dtype)
     rain = Rain(backend, evaluator=evaluator, config=config, soft=soft, similarity=similarity)
     if config.mode == "guard":
-        return run_guard_bench(rain, n_prompts=n_prompts, progress=progress)
+        report = run_guard_bench(rain, n_prompts=n_prompts, progress=progress)
+    else:
+        report = _full_bench(rain, config, n_prompts=n_prompts, progress=progress)
+    if concurrency:
+        report["concurrency"] = concurrency_levels(rain, concurrency, progress=progress)
+    return report
+
+
+def concurrency_levels(rain: Rain, counts: Sequence[int], *, progress: bool = False) -> dict[str, Any]:
+    """Throughput one request at a time (each bench prompt once, seeds as below) and `concurrent_throughput` at
+    each request count, with every level's speedup over one at a time (the same prompt mix, so the figure does not
+    depend on which prompt a lone request happens to get)."""
+    serial = serial_throughput(rain, len(BENCH_PROMPTS))
+    levels: list[dict[str, Any]] = []
+    for n in counts:
+        level = concurrent_throughput(rain, n)
+        level["speedup_vs_one_at_a_time"] = round(level["tokens_per_s"] / serial["tokens_per_s"], 2)
+        levels.append(level)
+        if progress:
+            print(f"[{n} at once] {level['tokens_per_s']} tokens/s ({level['speedup_vs_one_at_a_time']}x one at a "
+                  f"time), {level['calls_per_token']} forwards per token", file=sys.stderr, flush=True)
+    return {"one_at_a_time": serial, "levels": levels}
+
+
+def serial_throughput(rain: Rain, n: int, *, seconds: float | None = None, prompts: Sequence[str] = BENCH_PROMPTS,
+                      **overrides: Any) -> dict[str, Any]:
+    """The requests `concurrent_throughput` would start together (prompt ``i % len(prompts)``, seed ``i``), run one
+    after another instead: the baseline its throughput is compared with. With ``seconds``, the request running then
+    stops at its next iteration (its committed tokens count) and no further one starts."""
+    backend = rain.backend
+    calls0 = getattr(backend, "model_calls", 0)
+    start = time.perf_counter()
+    live = {"tokens": 0}
+
+    def progress(stats: Any) -> None:
+        live["tokens"] = stats.completion_tokens
+        if seconds is not None and time.perf_counter() - start > seconds:
+            raise _Deadline
+
+    tokens = finished = 0
+    for i in range(n):
+        try:
+            tokens += len(rain.generate(prompts[i % len(prompts)], seed=i, on_progress=progress,
+                                        **overrides).token_ids)
+            finished += 1
+        except _Deadline:
+            tokens += live["tokens"]
+            break
+    wall = time.perf_counter() - start
+    calls = getattr(backend, "model_calls", 0) - calls0
+    return {"requests": n, "tokens": tokens, "finished": finished, "wall_s": round(wall, 2),
+            "tokens_per_s": round(tokens / wall, 3), "model_calls": calls,
+            "calls_per_token": round(calls / max(1, tokens), 2)}
+
+
+def _full_bench(rain: Rain, config: RainConfig, *, n_prompts: int | None, progress: bool) -> dict[str, Any]:
+    """RAIN against plain greedy decoding, prompt by prompt (the default ``rain bench``)."""
+    backend = rain.backend
     prompts = BENCH_PROMPTS[: max(1, n_prompts or 3)]
     rain.generate_plain(prompts[0], max_new_tokens=4)  # warm-up (allocations, kernels)
     runs = []
@@ -95,6 +156,52 @@ def run_bench(*, model: str = "smollm2", device: str | None = None, dtype: str |
         "inner_iterations": iterations,
         "runs": runs,
     }
+
+
+class _Deadline(Exception):
+    """Raised from a request's progress callback when its time cap has passed."""
+
+
+def concurrent_throughput(rain: Rain, n: int, *, seconds: float | None = None,
+                          prompts: Sequence[str] = BENCH_PROMPTS, **overrides: Any) -> dict[str, Any]:
+    """``n`` seeded requests (prompt ``i % len(prompts)``, seed ``i``) started together from ``n`` threads on one
+    engine: committed tokens per second, and the forwards the model actually ran per committed token (a forward
+    shared by several requests counts once). With ``seconds``, requests still running then stop at their next
+    iteration and count the tokens they committed. ``overrides`` go to every request (e.g. ``search=...``)."""
+    if n < 1:
+        raise ValueError(f"concurrent requests must be at least 1, got {n}")
+    backend = rain.backend
+    batcher = getattr(backend, "rollout_batcher", None)
+    calls0 = getattr(backend, "model_calls", 0)
+    merged0 = batcher.merged_forwards if batcher is not None else 0
+    barrier = threading.Barrier(n)
+    start = 0.0
+
+    def one(i: int) -> tuple[int, bool]:
+        live = {"tokens": 0}
+
+        def progress(stats: Any) -> None:
+            live["tokens"] = stats.completion_tokens
+            if seconds is not None and time.perf_counter() - start > seconds:
+                raise _Deadline
+
+        barrier.wait()  # start together, so the requests really overlap
+        try:
+            result = rain.generate(prompts[i % len(prompts)], seed=i, on_progress=progress, **overrides)
+        except _Deadline:
+            return live["tokens"], False
+        return len(result.token_ids), True
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        outcomes = list(pool.map(one, range(n)))
+    wall = time.perf_counter() - start
+    tokens = sum(t for t, _ in outcomes)
+    calls = getattr(backend, "model_calls", 0) - calls0
+    return {"requests": n, "tokens": tokens, "finished": sum(done for _, done in outcomes), "wall_s": round(wall, 2),
+            "tokens_per_s": round(tokens / wall, 3), "model_calls": calls,
+            "calls_per_token": round(calls / max(1, tokens), 2),
+            "merged_rollout_forwards": batcher.merged_forwards - merged0 if batcher is not None else None}
 
 
 def harmful_prompts(n: int = HARMFUL_PROMPTS) -> list[str]:

@@ -92,6 +92,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _request_counts(text: str) -> tuple[int, ...]:
+    """``--concurrency``'s value: comma-separated request counts, each at least 1."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected request counts like 1,4,16, got {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"request counts must be at least 1, got {text!r}")
+    return counts
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
@@ -99,7 +110,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        config=config_from(args, RainConfig(max_new_tokens=32)),
                        evaluator=args.evaluator, soft=args.soft, similarity=not args.no_similarity,
                        n_prompts=args.prompts, random_init=args.random_init,
-                       progress=True)
+                       progress=True, concurrency=args.concurrency)
     if args.json:
         print(json.dumps(report))
     else:
@@ -109,6 +120,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     print(f"{name + ' set':>32}:")
                     for figure, number in figures.items():
                         print(f"{figure:>32}: {number}")
+            elif key == "concurrency":
+                serial = value["one_at_a_time"]
+                print(f"{'one at a time':>32}: {serial['tokens_per_s']} tokens/s, {serial['calls_per_token']} "
+                      "forwards per token")
+                for level in value["levels"]:
+                    print(f"{str(level['requests']) + ' requests at once':>32}: {level['tokens_per_s']} tokens/s "
+                          f"({level['speedup_vs_one_at_a_time']}x), {level['calls_per_token']} forwards per token")
             elif key != "runs":
                 print(f"{key:>32}: {value}")
     return 0
@@ -145,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--random-init", metavar="ARCH_DIR", default=None,
                        help="time a randomly initialised model built from this config folder (GPU checks)")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.add_argument("--concurrency", type=_request_counts, default=(), metavar="N,N,...",
+                       help="also time this many requests at once on the one model (e.g. 1,4,16): tokens/s and "
+                            "forwards per committed token")
     add_config_flags(bench, title="search (the lookahead search by default; --max-new-tokens defaults to 32 here)")
     bench.set_defaults(func=cmd_bench)
 

@@ -29,9 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -207,44 +205,6 @@ def kernel_share(run: Callable[[], Any]) -> dict[str, Any]:
             "device_events_s": None if device_us is None else round(device_us / 1e6, 3), "run": out}
 
 
-def concurrent(rain: Any, n: int, max_new_tokens: int, seconds: float, search: str) -> dict[str, Any]:
-    """``n`` seeded requests at once from ``n`` threads on one engine: committed tokens per second, and the forwards
-    the model actually ran per committed token (shared forwards count once). Requests still running after
-    ``seconds`` stop at their next iteration and count the tokens they committed."""
-    barrier = threading.Barrier(n)
-    start = 0.0
-    backend = rain.backend
-    batcher = getattr(backend, "rollout_batcher", None)
-    calls0, merged0 = backend.model_calls, batcher.merged_forwards if batcher else 0
-
-    def one(i: int) -> tuple[int, bool]:
-        live = {"tokens": 0}
-
-        def progress(stats: Any) -> None:
-            live["tokens"] = stats.completion_tokens
-            if time.perf_counter() - start > seconds:
-                raise Deadline
-
-        barrier.wait()
-        try:
-            result = rain.generate(PROMPTS[i % len(PROMPTS)], seed=i, max_new_tokens=max_new_tokens,
-                                   on_progress=progress, search=search)
-        except Deadline:
-            return live["tokens"], False
-        return len(result.token_ids), True
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(n) as pool:
-        outcomes = list(pool.map(one, range(n)))
-    wall = time.perf_counter() - start
-    tokens = sum(t for t, _ in outcomes)
-    calls = backend.model_calls - calls0
-    return {"requests": n, "tokens": tokens, "finished": sum(done for _, done in outcomes), "wall_s": round(wall, 2),
-            "tokens_per_s": round(tokens / wall, 3), "model_calls": calls,
-            "calls_per_token": round(calls / max(1, tokens), 2),
-            "merged_rollout_forwards": batcher.merged_forwards - merged0 if batcher else None}
-
-
 def _sync() -> None:
     import torch
 
@@ -394,11 +354,19 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
 
 def concurrency_levels(rain: Any, backend: Any, args: argparse.Namespace, section: Callable[..., None], search: str,
                        tokens: int) -> None:
-    """The ``concurrent`` section at each of ``--concurrency``'s request counts, for ``search``."""
+    """The ``concurrent`` section at each of ``--concurrency``'s request counts, for ``search``, after the same
+    prompts one at a time (the baseline the 16-concurrent bar is read against, besides one request alone)."""
+    from rain_core.bench import concurrent_throughput, serial_throughput
+
+    section("one_at_a_time", args.concurrency_seconds + 5,
+            lambda: serial_throughput(rain, len(PROMPTS), seconds=args.concurrency_seconds, prompts=PROMPTS,
+                                      max_new_tokens=tokens, search=search),
+            engine="new", search=search)
     for n in (int(x) for x in args.concurrency.split(",")):
         merged0 = backend.batcher.merged_forwards if backend.batcher else 0
         section("concurrent", args.concurrency_seconds + 5,
-                lambda: {**concurrent(rain, n, tokens, args.concurrency_seconds, search),
+                lambda: {**concurrent_throughput(rain, n, seconds=args.concurrency_seconds, prompts=PROMPTS,
+                                                 max_new_tokens=tokens, search=search),
                          "merged_step_forwards": backend.batcher.merged_forwards - merged0 if backend.batcher else None},
                 engine="new", search=search)
 
