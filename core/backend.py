@@ -458,47 +458,50 @@ class TransformersBackend:
         with session.lock:
             entries = [self._prefix(ids) for ids, _ in groups]
             job = RolloutJob([(list(ids), rows) for ids, rows in groups], entries, generator, guard, session)
-            results = None
-            if self.static_rollouts and not keep_cache and len(groups) == 1 and static_decode.fits(groups[0][1]):
-                results = self._static_rollouts(job)
-            if results is None:
-                if self.rollout_batcher is not None and not keep_cache and self.rollout_batcher.accepts(job):
-                    results = self.rollout_batcher.run(job)
-                else:  # alone: this call's rows are the whole batch
-                    batch = DecodeBatch(self)
-                    batch.admit(job)
-                    while not batch.empty:
-                        batch.step()
-                    if keep_cache and batch.raw is not None and batch.final_cache is not None:
-                        # the cache holds the prefix and every token of the row but its last
-                        self._keep(list(groups[0][0]) + job.results[0].tokens[:-1],
-                                   _Entry(cache=batch.final_cache, logits=batch.raw[0]))
-                    results = job.results
+            # long rows continuing one prefix may decode on a static cache (CUDA graphs): alone, or in the batcher
+            job.static = (self.static_rollouts and not keep_cache and len(groups) == 1
+                          and static_decode.fits(groups[0][1]))
+            if self.rollout_batcher is not None and not keep_cache and self.rollout_batcher.accepts(job):
+                results = self.rollout_batcher.run(job)
+            elif job.static and self.try_static([job]):
+                results = job.results
+            else:  # alone: this call's rows are the whole batch
+                batch = DecodeBatch(self)
+                batch.admit(job)
+                while not batch.empty:
+                    batch.step()
+                if keep_cache and batch.raw is not None and batch.final_cache is not None:
+                    # the cache holds the prefix and every token of the row but its last
+                    self._keep(list(groups[0][0]) + job.results[0].tokens[:-1],
+                               _Entry(cache=batch.final_cache, logits=batch.raw[0]))
+                results = job.results
             out, start = [], 0
             for _, rows in groups:
                 out.append(results[start:start + len(rows)])
                 start += len(rows)
             return out
 
-    def _static_rollouts(self, job: RolloutJob) -> list[Rollout] | None:
-        """``job`` decoded on a static cache (static_decode.py), or None when that path is busy (another thread's
-        call holds it; rollouts of concurrent requests should share a batch instead) or fails (then it is
-        switched off, with a warning, and the dynamic path runs from now on)."""
-        if self.rollout_batcher is not None and not self.rollout_batcher.idle:
-            return None  # other requests are decoding: join their batch rather than decode beside it
+    def try_static(self, jobs: Sequence[RolloutJob]) -> bool:
+        """Decode ``jobs`` together on a static cache (static_decode.py) and mark them done; False when that path
+        is busy (another thread's call holds it) or fails (then it is switched off, with a warning, the calls'
+        generators are restored and the dynamic loop serves them and every later call)."""
         if not self._static_lock.acquire(blocking=False):
-            return None
-        state = job.generator.get_state()
+            return False
+        states = [job.generator.get_state() for job in jobs]
         try:
-            return static_decode.decode(self, job, self._static_caches)
+            results = static_decode.decode_many(self, jobs, self._static_caches)
         except Exception as exc:  # noqa: BLE001 - any failure of the optional fast path falls back
             log.warning("static-cache rollouts failed (%s: %s); using the dynamic cache", type(exc).__name__, exc)
             self.static_rollouts = False
             self._static_caches.clear()
-            job.generator.set_state(state)  # the dynamic path draws what this call would have drawn
-            return None
+            for job, state in zip(jobs, states):  # the dynamic loop draws what these calls would have drawn
+                job.generator.set_state(state)
+            return False
         finally:
             self._static_lock.release()
+        for job, mine in zip(jobs, results):
+            job.results, job.running, job.done = mine, 0, True
+        return True
 
     def _keep(self, ids: Sequence[int], entry: _Entry) -> None:
         session = self._session()

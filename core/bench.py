@@ -3,10 +3,10 @@
 Reported: seconds per inner search iteration, seconds per committed token for RAIN and for greedy decoding, and
 their ratio; with ``concurrency`` (``rain bench --concurrency 1,4,16``), committed tokens per second when that many
 seeded requests run at once on the one loaded model, and the forwards the model ran per committed token (requests
-share rollouts and prefills, see docs/performance.md). With ``mode="guard"`` (``rain bench --mode guard``) one run compares guard mode and full RAIN with plain
-greedy decoding on two prompt sets, everyday requests (`BENIGN_PROMPTS`) and the first harmful dev prompts, and
-reports the share of clauses the judge sent to the search. Figures are printed, never asserted: speed is measured,
-not tested.
+share rollouts and prefills, see docs/performance.md). With ``mode="guard"`` (``rain bench --mode guard``) one run
+compares guard mode and full RAIN with plain greedy decoding on two prompt sets, everyday requests
+(`BENIGN_PROMPTS`) and the first harmful dev prompts, and reports the share of clauses the judge sent to the search.
+Figures are printed, never asserted: speed is measured, not tested.
 """
 
 from __future__ import annotations
@@ -174,6 +174,7 @@ def concurrent_throughput(rain: Rain, n: int, *, seconds: float | None = None,
     batcher = getattr(backend, "rollout_batcher", None)
     calls0 = getattr(backend, "model_calls", 0)
     merged0 = batcher.merged_forwards if batcher is not None else 0
+    rounds0 = batcher.static_rounds if batcher is not None else 0
     barrier = threading.Barrier(n)
     start = 0.0
 
@@ -201,7 +202,8 @@ def concurrent_throughput(rain: Rain, n: int, *, seconds: float | None = None,
     return {"requests": n, "tokens": tokens, "finished": sum(done for _, done in outcomes), "wall_s": round(wall, 2),
             "tokens_per_s": round(tokens / wall, 3), "model_calls": calls,
             "calls_per_token": round(calls / max(1, tokens), 2),
-            "merged_rollout_forwards": batcher.merged_forwards - merged0 if batcher is not None else None}
+            "merged_rollout_forwards": batcher.merged_forwards - merged0 if batcher is not None else None,
+            "static_rounds": batcher.static_rounds - rounds0 if batcher is not None else None}
 
 
 def harmful_prompts(n: int = HARMFUL_PROMPTS) -> list[str]:

@@ -17,6 +17,10 @@ concurrent requests' rollouts then take about the forwards of one; even on a 2-c
 requests ran twice as fast shared. Left-padded rows compute what they compute alone up to floating-point rounding
 (a batch of another shape may pick other kernels); `TransformersBackend(..., batch_rollouts=False)` is the path
 where each request computes exactly what it computes alone.
+
+Where the backend decodes long rollouts on a static cache (static_decode.py, CUDA by default), the batcher runs
+those calls in *static rounds* instead: when no dynamic batch is running, the waiting calls that fit go together
+into one static decode (CUDA graphs), and calls arriving during a round wait for the next one.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class RolloutJob:
     session: Any  # where the forwards are counted
     results: list["Rollout"] = field(default_factory=list)
     running: int = 0  # rows not yet ended
+    static: bool = False  # whether its rows may decode on a static cache (static_decode.py)
     done: bool = False
     error: BaseException | None = None
 
@@ -249,6 +254,11 @@ def guarded(guard: "ResponseGuard", histories: list[list[int]], logits: torch.Te
     return out
 
 
+#: the most rows one static round gathers from several calls (a power of two: the static batch sizes stay few); a
+#: single call may have more
+STATIC_ROUND_ROWS = 16
+
+
 class RolloutBatcher:
     """Concurrent rollout calls decode in one `DecodeBatch` (see the module docstring).
 
@@ -262,13 +272,8 @@ class RolloutBatcher:
         self._pending: list[RolloutJob] = []
         self._driving = False
         self.calls = 0  # rollout calls served
-        self.joined = 0  # calls that joined a batch already decoding another call's rows
-
-    @property
-    def idle(self) -> bool:
-        """Whether no call is decoding or waiting."""
-        with self._cond:
-            return self.batch.empty and not self._pending and not self._driving
+        self.joined = 0  # calls that joined a batch already decoding another call's rows (or a static round)
+        self.static_rounds = 0  # static decodes run (static_decode.py), one or more calls each
 
     def accepts(self, job: RolloutJob) -> bool:
         """Whether ``job``'s caches can share a batch (plain dynamic caches; others decode alone)."""
@@ -302,19 +307,43 @@ class RolloutBatcher:
         return job.results
 
     def _drive(self, own: RolloutJob) -> None:
-        """Run steps until ``own`` is done (another waiting call then drives) or nothing is left to decode."""
-        batch = self.batch
+        """Run steps until ``own`` is done (another waiting call then drives) or nothing is left to decode. When no
+        dynamic batch is running, the waiting calls that fit a static decode (static_decode.py) go first, together,
+        as one static round (calls arriving meanwhile wait for the next round or batch)."""
+        batch, backend = self.batch, self.batch.backend
         while not own.done:
+            round_jobs: list[RolloutJob] = []
             with self._cond:
-                rows = len(batch.rows)
-                while self._pending and (rows == 0 or rows + self._pending[0].rows <= self.max_rows):
-                    job = self._pending.pop(0)
-                    if rows:
-                        self.joined += 1
-                    rows += job.rows
-                    batch.admit(job)
-                if batch.empty:
-                    return
+                if batch.empty and backend.static_rollouts:
+                    rows = 0
+                    for job in list(self._pending):
+                        if job.static and (not round_jobs or rows + job.rows <= STATIC_ROUND_ROWS):
+                            round_jobs.append(job)
+                            rows += job.rows
+                            self._pending.remove(job)
+                if not round_jobs:
+                    rows = len(batch.rows)
+                    while self._pending and (rows == 0 or rows + self._pending[0].rows <= self.max_rows):
+                        job = self._pending.pop(0)
+                        if rows:
+                            self.joined += 1
+                        rows += job.rows
+                        batch.admit(job)
+                    if batch.empty:
+                        return
+            if round_jobs:
+                if backend.try_static(round_jobs):
+                    self.static_rounds += 1
+                    if len(round_jobs) > 1:
+                        self.joined += len(round_jobs) - 1
+                else:  # the static path is off now: these calls decode in the dynamic batch, first in line
+                    for job in round_jobs:
+                        job.static = False
+                    with self._cond:
+                        self._pending[:0] = round_jobs
+                with self._cond:
+                    self._cond.notify_all()
+                continue
             try:
                 finished = batch.step()
             except BaseException as exc:  # noqa: BLE001 - every call in the batch gets it, raised in its own thread

@@ -15,7 +15,9 @@ again per row; the first step's logits are checked against the cached prefix's, 
 differently (another transformers version) is caught rather than decoded from.
 
 What it covers: calls whose rows all continue one prefix and run long (`fits`), on a model whose static cache has
-plain layers; rows run as a power-of-two batch, so a search compiles a few graphs, not one per width. Anything
+plain layers; several such calls (concurrent requests, gathered by the rollout batcher) decode together, their
+prefixes left-padded (`decode_many`); rows run as a power-of-two batch, so a search compiles a few graphs, not one
+per width. Anything
 else, or any failure (the backend then switches the path off with a warning and restores the call's generator),
 uses the dynamic path. Off by default on a CPU, where there are no graphs to gain; tests turn it on there to hold
 it to the dynamic path's tokens.
@@ -60,55 +62,66 @@ def row_bucket(rows: int) -> int:
 
 
 class _Picker:
-    """The sampling of one rollout call inside `generate`: picks each running row's token with the call's
-    generator, records it, and tells `generate` which rows have ended."""
+    """The sampling of one or more rollout calls inside `generate`: picks each running row's token with its call's
+    generator (each call's rows in row order, as the dynamic loop does), records it, and tells `generate` which rows
+    have ended. Rows beyond the calls' own (padding to the batch bucket) are idle from the start."""
 
-    def __init__(self, backend: "TransformersBackend", job: "RolloutJob", prefix_len: int) -> None:
+    def __init__(self, backend: "TransformersBackend", jobs: "Sequence[RolloutJob]") -> None:
         from .backend import Rollout
 
         self.backend = backend
-        self.job = job
-        self.prefix_len = prefix_len
-        self.specs = [spec for _, specs in job.groups for spec in specs]
+        self.jobs = list(jobs)
+        self.spans: list[tuple[int, int]] = []  # each call's rows
+        self.specs: list[RowSpec] = []
+        self.prefixes: list[list[int]] = []
+        for job in self.jobs:
+            specs = list(job.groups[0][1])
+            self.spans.append((len(self.specs), len(self.specs) + len(specs)))
+            self.specs += specs
+            self.prefixes += [list(job.groups[0][0])] * len(specs)
         self.results: list[Rollout] = [Rollout(tokens=[], logprob=0.0, finish="length") for _ in self.specs]
         self.running = list(range(len(self.specs)))
-        self.prefix = list(job.groups[0][0])
-        self.expected: torch.Tensor | None = job.entries[0].logits  # what the first step must see (then None)
+        self.checked = False  # whether the first step's logits were compared with the cached prefixes'
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """The logits processor: a one-hot score per row (the picked token; ended rows get any, generate pads)."""
-        backend, job = self.backend, self.job
-        if self.expected is not None:  # the copied prefix reads as the session's: the same next-token logits
-            expected, self.expected = self.expected.float(), None
-            got = scores[0].float().to(expected.device)
-            if float((got - expected).abs().max()) > 0.1 * (float(expected.abs().max()) + 1.0):
-                raise RuntimeError("the static cache's first logits differ from the cached prefix's")
-        active = self.running
-        logits = scores[active] if len(active) < scores.shape[0] else scores
-        if job.guard is not None:
-            logits = guarded(job.guard, [self.prefix + self.results[i].tokens for i in active], logits)
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        chosen = backend._pick(logprobs, [self.specs[i] for i in active], job.generator)
-        picked = logprobs.gather(1, chosen.unsqueeze(1).to(logprobs.device)).squeeze(1).tolist()
-        still: list[int] = []
-        for pos, (i, token) in enumerate(zip(active, chosen.tolist())):
-            result = self.results[i]
-            result.tokens.append(token)
-            result.logprob += picked[pos]
-            finish: Literal["eos", "clause", "length"] | None = None
-            if token in backend.eos_ids:
-                finish = "eos"
-            elif self.specs[i].stop_at_clause and bool(backend._clause_end[token]):
-                finish = "clause"
-            elif len(result.tokens) >= self.specs[i].max_tokens:
-                finish = "length"
-            if finish is None:
-                still.append(i)
-            else:
-                result.finish = finish
+        backend = self.backend
+        if not self.checked:  # each copied prefix reads as the session's: the same next-token logits
+            self.checked = True
+            for job, (start, _) in zip(self.jobs, self.spans):
+                expected = job.entries[0].logits.float()
+                got = scores[start].float().to(expected.device)
+                if float((got - expected).abs().max()) > 0.1 * (float(expected.abs().max()) + 1.0):
+                    raise RuntimeError("the static cache's first logits differ from the cached prefix's")
         out = torch.full_like(scores, float("-inf"))  # idle rows (ended, or padding to the bucket) take token 0
-        rows = torch.tensor(active, device=scores.device)
-        out[rows, chosen.to(scores.device)] = 0.0
+        still: list[int] = []
+        for job, (start, stop) in zip(self.jobs, self.spans):
+            active = [i for i in self.running if start <= i < stop]
+            if not active:
+                continue
+            index = torch.tensor(active, device=scores.device)
+            logits = scores.index_select(0, index)
+            if job.guard is not None:
+                logits = guarded(job.guard, [self.prefixes[i] + self.results[i].tokens for i in active], logits)
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            chosen = backend._pick(logprobs, [self.specs[i] for i in active], job.generator)
+            picked = logprobs.gather(1, chosen.unsqueeze(1).to(logprobs.device)).squeeze(1).tolist()
+            for pos, (i, token) in enumerate(zip(active, chosen.tolist())):
+                result = self.results[i]
+                result.tokens.append(token)
+                result.logprob += picked[pos]
+                finish: Literal["eos", "clause", "length"] | None = None
+                if token in backend.eos_ids:
+                    finish = "eos"
+                elif self.specs[i].stop_at_clause and bool(backend._clause_end[token]):
+                    finish = "clause"
+                elif len(result.tokens) >= self.specs[i].max_tokens:
+                    finish = "length"
+                if finish is None:
+                    still.append(i)
+                else:
+                    result.finish = finish
+            out[index, chosen.to(scores.device)] = 0.0
         self.running = still
         return out
 
@@ -119,41 +132,52 @@ class _Picker:
         return done.to(input_ids.device)
 
 
-def fill(cache: Any, prefix: Any, length: int, batch: int) -> None:
-    """Copy the first ``length`` positions of the batch-1 dynamic cache ``prefix`` into every row of the static
-    ``cache``, so `generate` runs only what follows (it reads the cache's length to know where to start)."""
+def fill(cache: Any, prefixes: "Sequence[tuple[Any, int, int, int]]", end: int) -> None:
+    """Copy cached prefixes into the static ``cache``: for each ``(dynamic batch-1 cache, length, first row,
+    last row)``, its first ``length`` positions go to those rows, right-aligned to end at position ``end`` (rows of
+    shorter prefixes are left-padded; their attention mask hides the padding). `generate` then runs only what
+    follows position ``end`` (it reads the cache's length to know where to start)."""
     from transformers.cache_utils import StaticLayer
 
-    if len(cache.layers) != len(prefix.layers) or any(type(layer) is not StaticLayer for layer in cache.layers):
+    first_cache = prefixes[0][0]
+    if len(cache.layers) != len(first_cache.layers) or any(type(layer) is not StaticLayer for layer in cache.layers):
         raise NotImplementedError("only plain static layers can start from a copied prefix")
-    for layer, source in zip(cache.layers, prefix.layers):
-        keys = source.keys[..., :length, :].expand(batch, -1, -1, -1)
-        values = source.values[..., :length, :].expand(batch, -1, -1, -1)
-        if not getattr(layer, "is_initialized", False):
-            layer.lazy_initialization(keys, values)
-        layer.keys[:, :, :length].copy_(keys)
-        layer.values[:, :, :length].copy_(values)
+    for index, layer in enumerate(cache.layers):
+        for prefix, length, start, stop in prefixes:
+            source = prefix.layers[index]
+            keys = source.keys[..., :length, :].expand(stop - start, -1, -1, -1)
+            values = source.values[..., :length, :].expand(stop - start, -1, -1, -1)
+            if not getattr(layer, "is_initialized", False):
+                raise RuntimeError("the static cache must be initialised before it is filled")
+            layer.keys[start:stop, :, end - length:end].copy_(keys)
+            layer.values[start:stop, :, end - length:end].copy_(values)
         if isinstance(getattr(layer, "cumulative_length", None), torch.Tensor):
-            layer.cumulative_length.fill_(length)  # in place: a compiled step reads it at a static address
+            layer.cumulative_length.fill_(end)  # in place: a compiled step reads it at a static address
         else:
-            layer.cumulative_length = length
+            layer.cumulative_length = end
 
 
 def decode(backend: "TransformersBackend", job: "RolloutJob", caches: "OrderedDict[tuple[int, int], Any]"
            ) -> list["Rollout"]:
-    """``job``'s rollouts, decoded by `generate` on a static cache taken from ``caches`` (reused across calls of
-    the same row and length buckets, so a compiled step keeps its static addresses). Counts its forwards in the
-    job's session: the prefix's last token for every row of the bucket (the rest is copied from the session's
-    cached prefix, ``job.entries[0]``), then one step per token after the first (the running rows' tokens, as the
-    dynamic path counts them)."""
+    """``job``'s rollouts on a static cache (`decode_many` of one call)."""
+    return decode_many(backend, [job], caches)[0]
+
+
+def decode_many(backend: "TransformersBackend", jobs: "Sequence[RolloutJob]",
+                caches: "OrderedDict[tuple[int, int], Any]") -> list[list["Rollout"]]:
+    """Rollout calls (each with one prefix) decoded together by `generate` on a static cache taken from ``caches``
+    (reused across calls of the same row and length buckets, so a compiled step keeps its static addresses). Prefixes
+    of different lengths are left-padded. Counts the forwards in each call's session: the prefix's last token per row
+    (the rest is copied from the session's cached prefix, ``job.entries[0]``), then one step per token after the
+    first (the running rows' tokens, as the dynamic path counts them)."""
     from transformers import GenerationConfig, LogitsProcessorList, StaticCache, StoppingCriteria, StoppingCriteriaList
 
-    ids = list(job.groups[0][0])
-    rows = len(job.groups[0][1])
+    picker = _Picker(backend, jobs)
+    rows = len(picker.specs)
     batch = row_bucket(rows)
-    longest = max(spec.max_tokens for spec in job.groups[0][1])
-    length = -(-(len(ids) + longest) // CACHE_BUCKET) * CACHE_BUCKET
-    picker = _Picker(backend, job, len(ids))
+    end = max(len(prefix) for prefix in picker.prefixes)  # every row's prefix ends here (left-padded)
+    longest = max(spec.max_tokens for spec in picker.specs)
+    length = -(-(end + longest) // CACHE_BUCKET) * CACHE_BUCKET
 
     class _Stop(StoppingCriteria):
         def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
@@ -167,6 +191,14 @@ def decode(backend: "TransformersBackend", job: "RolloutJob", caches: "OrderedDi
 
         config.compile_config = CompileConfig()
         config.compile_config._compile_all_devices = True
+    # rows past the calls' own repeat the first row (idle from the start); each row left-padded to ``end``
+    prefixes = picker.prefixes + [picker.prefixes[0]] * (batch - rows)
+    ids = [[pad] * (end - len(p)) + p for p in prefixes]
+    mask = [[0] * (end - len(p)) + [1] * len(p) for p in prefixes]
+    copies = [(job.entries[0].cache, len(job.groups[0][0]) - 1, start, stop)
+              for job, (start, stop) in zip(picker.jobs, picker.spans)]
+    if batch > rows:
+        copies.append((picker.jobs[0].entries[0].cache, len(picker.prefixes[0]) - 1, rows, batch))
     key = (batch, length)
     with torch.inference_mode():
         cache = caches.get(key)
@@ -177,21 +209,34 @@ def decode(backend: "TransformersBackend", job: "RolloutJob", caches: "OrderedDi
         else:
             caches.move_to_end(key)
             cache.reset()
-        fill(cache, job.entries[0].cache, len(ids) - 1, batch)
-        inputs = torch.tensor([ids] * batch, device=backend.device)
-        # the mask generate would make itself (no padding); given, so that it does not guess from the pad token
-        out = backend.model.generate(inputs, attention_mask=torch.ones_like(inputs), generation_config=config,
-                               logits_processor=LogitsProcessorList([picker]),
-                               stopping_criteria=StoppingCriteriaList([_Stop()]),
-                               **{backend._cache_kwarg: cache})
-    fed = out[:len(picker.results), len(ids):].tolist()
+        _initialise(cache, jobs[0].entries[0].cache, batch)
+        fill(cache, [(c, n, a, b) for c, n, a, b in copies], end - 1)
+        inputs = torch.tensor(ids, device=backend.device)
+        # the mask is given (not left to generate to guess from the pad token): it hides each row's left padding
+        out = backend.model.generate(inputs, attention_mask=torch.tensor(mask, device=backend.device),
+                                     generation_config=config, logits_processor=LogitsProcessorList([picker]),
+                                     stopping_criteria=StoppingCriteriaList([_Stop()]),
+                                     **{backend._cache_kwarg: cache})
+    fed = out[:rows, end:].tolist()
     for row, result in zip(fed, picker.results):  # the model read what was picked (no other processor intervened)
         if row[:len(result.tokens)] != result.tokens:
             raise RuntimeError("generate decoded other tokens than the ones picked")
     steps = max(len(r.tokens) for r in picker.results)
     with backend._stats_lock:
         backend.model_calls += steps
-    backend._count(batch, job.session)  # the prefix's last token, per row (the rest came from the session's cache)
-    for step in range(1, steps):
-        backend._count(sum(len(r.tokens) > step for r in picker.results), job.session)
-    return picker.results
+    out_rows: list[list[Rollout]] = []
+    for job, (start, stop) in zip(picker.jobs, picker.spans):
+        mine = picker.results[start:stop]
+        backend._count(len(mine), job.session)  # the prefix's last token per row (the rest came from the cache)
+        for step in range(1, max(len(r.tokens) for r in mine)):
+            backend._count(sum(len(r.tokens) > step for r in mine), job.session)
+        out_rows.append(mine)
+    return out_rows
+
+
+def _initialise(cache: Any, like: Any, batch: int) -> None:
+    """Allocate the static ``cache``'s layers for ``batch`` rows, shaped like the dynamic cache ``like``."""
+    for layer, source in zip(cache.layers, like.layers):
+        if not getattr(layer, "is_initialized", False):
+            layer.lazy_initialization(source.keys[:1].expand(batch, -1, -1, -1),
+                                      source.values[:1].expand(batch, -1, -1, -1))

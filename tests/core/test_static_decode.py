@@ -57,16 +57,18 @@ def test_rows_run_as_a_power_of_two_batch(tiny_loaded):
     assert list(static._static_caches) == [(2, 256), (4, 256), (16, 256), (32, 256)]
 
 
-def test_a_failing_static_path_falls_back_with_the_same_draws(tiny_loaded, monkeypatch, caplog):
-    backend = TransformersBackend(tiny_loaded, static_rollouts=True)
+@pytest.mark.parametrize("batcher", [True, False])
+def test_a_failing_static_path_falls_back_with_the_same_draws(tiny_loaded, monkeypatch, caplog, batcher):
+    """Through the rollout batcher (a static round) and without it (a lone call)."""
+    backend = TransformersBackend(tiny_loaded, static_rollouts=True, batch_rollouts=batcher)
     ids = backend.encode("Human: How are you?")
     want = TransformersBackend(tiny_loaded, static_rollouts=False).rollouts(ids, ROWS, torch.Generator().manual_seed(1))
 
-    def broken(backend, job, caches):
-        torch.rand(5, generator=job.generator)  # it drew, then failed
+    def broken(backend, jobs, caches):
+        torch.rand(5, generator=jobs[0].generator)  # it drew, then failed
         raise RuntimeError("no graphs here")
 
-    monkeypatch.setattr(static_decode, "decode", broken)
+    monkeypatch.setattr(static_decode, "decode_many", broken)
     got = backend.rollouts(ids, ROWS, torch.Generator().manual_seed(1))
     assert not backend.static_rollouts and "static-cache rollouts failed" in caplog.text
     assert [r.tokens for r in got] == [r.tokens for r in want]
@@ -120,8 +122,8 @@ def test_a_static_cache_that_misreads_the_copied_prefix_is_caught(tiny_loaded, m
     ids = backend.encode("Human: Tell me about the weather in the mountains today.")
     fill = static_decode.fill
 
-    def empty_fill(cache, prefix, length, batch):
-        fill(cache, prefix, length, batch)
+    def empty_fill(cache, prefixes, end):
+        fill(cache, prefixes, end)
         for layer in cache.layers:
             layer.keys.zero_()
             layer.values.zero_()
@@ -131,3 +133,30 @@ def test_a_static_cache_that_misreads_the_copied_prefix_is_caught(tiny_loaded, m
     got = backend.rollouts(ids, ROWS, torch.Generator().manual_seed(5))
     assert not backend.static_rollouts and "first logits differ" in caplog.text
     assert [r.tokens for r in got] == [r.tokens for r in want]
+
+
+def test_calls_of_different_prefixes_decode_together_as_each_alone(tiny_loaded):
+    """Three calls (prefixes of different lengths, so two are left-padded; each its own generator and guard) in one
+    static decode: every call gets the dynamic loop's tokens for it alone, counted in its own session."""
+    from rain_core.rollouts import RolloutJob
+
+    static = TransformersBackend(tiny_loaded, static_rollouts=True, batch_rollouts=False)
+    dynamic = TransformersBackend(tiny_loaded, static_rollouts=False, batch_rollouts=False)
+    texts = ("Human: Tell me about the weather in the mountains today.", "Rain", "Human: How are you?")
+    calls = [(static.encode(t), rows) for t, rows in zip(texts, (ROWS, ROWS[:2], [RowSpec("full", 10)] * 3))]
+    guards = [None, ResponseGuard.no_repeat_ngrams(2, 1), None]
+    want = [dynamic.rollouts(ids, rows, torch.Generator().manual_seed(i), guards[i])
+            for i, (ids, rows) in enumerate(calls)]
+    sessions, jobs = [], []
+    for i, (ids, rows) in enumerate(calls):
+        with static.session() as session, static.using(session):
+            jobs.append(RolloutJob([(ids, rows)], [static._prefix(ids)], torch.Generator().manual_seed(i), guards[i],
+                                   session))
+            sessions.append((session, session.forward_calls))
+    got = static_decode.decode_many(static, jobs, static._static_caches)
+    for mine, theirs in zip(got, want):
+        assert [r.tokens for r in mine] == [r.tokens for r in theirs]
+        assert all(abs(x.logprob - y.logprob) < 1e-3 for x, y in zip(mine, theirs))
+    assert list(static._static_caches) == [(16, 256)]  # 4 + 2 + 3 = 9 rows: a batch of 16
+    for (session, before), mine in zip(sessions, got):  # one forward per step each call's rows took part in
+        assert session.forward_calls - before == max(len(r.tokens) for r in mine)
