@@ -111,7 +111,20 @@ def test_compiled_static_rollouts_compile_once_per_batch_and_keep_the_tokens(tin
         want = dynamic.rollouts(ids, rows, torch.Generator().manual_seed(seed))
         assert static.static_rollouts  # compiled, and did not fall back
         assert [r.tokens for r in got] == [r.tokens for r in want]
-    assert counters["stats"]["unique_graphs"] == 2  # batches of 4 and of 1: one graph each
+    # a static round of three calls with prefixes of different lengths (left-padded): 4 rows, the same graph
+    from rain_core.rollouts import RolloutJob
+
+    calls = [(long, ROWS[:2]), (short, ROWS[:1]), (static.encode("Human: How are you?"), ROWS[1:2])]
+    jobs = []
+    for seed, (ids, rows) in enumerate(calls):
+        with static.session() as session, static.using(session):
+            jobs.append(RolloutJob([(ids, rows)], [static._prefix(ids)], torch.Generator().manual_seed(seed), None,
+                                   session))
+    got = static_decode.decode_many(static, jobs, static._static_caches)
+    for (ids, rows), mine, seed in zip(calls, got, range(3)):
+        assert [r.tokens for r in mine] == [r.tokens for r in dynamic.rollouts(ids, rows,
+                                                                               torch.Generator().manual_seed(seed))]
+    assert counters["stats"]["unique_graphs"] == 2  # batches of 4 and of 1: one graph each, whatever the padding
     torch._dynamo.reset()
 
 
