@@ -227,7 +227,8 @@ class TransformersBackend:
         self.batcher = StepBatcher(self._batch_forward) if self.batch_steps or self.batch_prefill else None
         # Plain greedy decoding through transformers' static cache (compiled into CUDA graphs by `generate` on a GPU).
         self.static_greedy = self.device.type == "cuda" if static_greedy is None else static_greedy
-        # A lone rollout call whose rows continue one prefix decodes the same way (static_decode.py).
+        # Rollout calls whose rows continue one prefix and run long decode the same way (static_decode.py): alone,
+        # or gathered with concurrent ones into static rounds by the rollout batcher.
         self.static_rollouts = self.device.type == "cuda" if static_rollouts is None else static_rollouts
         self._static_caches: OrderedDict[tuple[int, int], Any] = OrderedDict()  # (batch, length) -> StaticCache
         self.compile_static_everywhere = False  # tests: compile the static decode step on a CPU too
