@@ -11,6 +11,7 @@ from rain_core import Rain
 from rain_core.backend import TransformersBackend
 from rain_core.bench import BENCH_PROMPTS, concurrency_levels, concurrent_throughput, serial_throughput
 from rain_core.cli import _request_counts
+from test_rollout_batching import hold_first_call
 
 
 def _rain(tiny_loaded, shared: bool) -> Rain:
@@ -28,6 +29,7 @@ def _rain(tiny_loaded, shared: bool) -> Rain:
 def test_concurrent_requests_share_forwards_and_count_what_they_commit(tiny_loaded):
     shared, unshared = _rain(tiny_loaded, True), _rain(tiny_loaded, False)
     alone = [shared.generate(p, seed=i) for i, p in enumerate(("How are you today?", "Tell me a story") * 2)]
+    hold_first_call(shared.backend, "_step_forward", 4)  # the four requests surely meet, however busy the machine
     figures = {name: concurrent_throughput(rain, 4, prompts=("How are you today?", "Tell me a story"))
                for name, rain in (("shared", shared), ("unshared", unshared))}
     for got in figures.values():
