@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import torch
 
@@ -35,6 +35,9 @@ from . import kv
 
 if TYPE_CHECKING:  # the backend imports this module; these are its types
     from .backend import ResponseGuard, Rollout, RowSpec, TransformersBackend
+
+#: why a row ended (`Rollout.finish`)
+Finish = Literal["eos", "clause", "length"]
 
 
 @dataclass
@@ -131,12 +134,10 @@ class DecodeBatch:
                 stop += 1
             rows = self.rows[start:stop]
             logits = self.logits if (start, stop) == (0, len(self.rows)) else self.logits[start:stop]
-            if job.guard is not None:
-                logits = guarded(job.guard, [row.prefix + row.result.tokens for row in rows], logits)
-            logprobs = torch.log_softmax(logits, dim=-1)
-            chosen = backend._pick(logprobs, [row.spec for row in rows], job.generator)
+            chosen, picked = pick_rows(backend, job, logits, [row.prefix + row.result.tokens for row in rows],
+                                       [row.spec for row in rows])
             chosen_all += chosen.tolist()
-            picked_all += logprobs.gather(1, chosen.unsqueeze(1).to(logprobs.device)).squeeze(1).tolist()
+            picked_all += picked
             start = stop
         still: list[int] = []
         finished: list[RolloutJob] = []
@@ -144,15 +145,11 @@ class DecodeBatch:
             result = row.result
             result.tokens.append(token)
             result.logprob += logprob
-            if token in backend.eos_ids:
-                result.finish = "eos"
-            elif row.spec.stop_at_clause and bool(backend._clause_end[token]):
-                result.finish = "clause"
-            elif len(result.tokens) >= row.spec.max_tokens:
-                result.finish = "length"
-            else:
+            ending = finish_of(backend, row.spec, result.tokens)
+            if ending is None:
                 still.append(index)
                 continue
+            result.finish = ending
             row.job.running -= 1
             if row.job.running == 0:
                 row.job.done = True
@@ -239,6 +236,32 @@ def _join(cache_a: Any, mask_a: torch.Tensor | None, pos_a: torch.Tensor | None,
         masks.append(torch.nn.functional.pad(mask, (longest - length, 0), value=0))
         positions.append(pos)
     return cache, torch.cat(masks), torch.cat(positions)
+
+
+def pick_rows(backend: "TransformersBackend", job: RolloutJob, logits: torch.Tensor, histories: list[list[int]],
+              specs: "Sequence[RowSpec]") -> tuple[torch.Tensor, list[float]]:
+    """One token for each of a call's running rows (``logits`` [rows, vocab], each row's ids so far in
+    ``histories``): the call's guard shapes the distributions, its generator draws, in row order. Returns the
+    chosen tokens (a CPU tensor) and their log-probabilities. Both decode paths pick through here (this module's
+    loop and static_decode.py's processor), so a call draws the same tokens on either."""
+    if job.guard is not None:
+        logits = guarded(job.guard, histories, logits)
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    chosen = backend._pick(logprobs, specs, job.generator)
+    return chosen, logprobs.gather(1, chosen.unsqueeze(1).to(logprobs.device)).squeeze(1).tolist()
+
+
+def finish_of(backend: "TransformersBackend", spec: "RowSpec", tokens: list[int]) -> "Finish | None":
+    """Why a row ends after its last token (EOS, a clause end where the row stops at one, its length), or None
+    while it runs."""
+    token = tokens[-1]
+    if token in backend.eos_ids:
+        return "eos"
+    if spec.stop_at_clause and bool(backend._clause_end[token]):
+        return "clause"
+    if len(tokens) >= spec.max_tokens:
+        return "length"
+    return None
 
 
 def guarded(guard: "ResponseGuard", histories: list[list[int]], logits: torch.Tensor) -> torch.Tensor:

@@ -26,11 +26,11 @@ it to the dynamic path's tokens.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from .rollouts import guarded
+from .rollouts import finish_of, pick_rows
 
 if TYPE_CHECKING:
     from .backend import Rollout, RowSpec, TransformersBackend
@@ -100,27 +100,18 @@ class _Picker:
             if not active:
                 continue
             index = torch.tensor(active, device=scores.device)
-            logits = scores.index_select(0, index)
-            if job.guard is not None:
-                logits = guarded(job.guard, [self.prefixes[i] + self.results[i].tokens for i in active], logits)
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
-            chosen = backend._pick(logprobs, [self.specs[i] for i in active], job.generator)
-            picked = logprobs.gather(1, chosen.unsqueeze(1).to(logprobs.device)).squeeze(1).tolist()
+            chosen, picked = pick_rows(backend, job, scores.index_select(0, index),
+                                       [self.prefixes[i] + self.results[i].tokens for i in active],
+                                       [self.specs[i] for i in active])
             for pos, (i, token) in enumerate(zip(active, chosen.tolist())):
                 result = self.results[i]
                 result.tokens.append(token)
                 result.logprob += picked[pos]
-                finish: Literal["eos", "clause", "length"] | None = None
-                if token in backend.eos_ids:
-                    finish = "eos"
-                elif self.specs[i].stop_at_clause and bool(backend._clause_end[token]):
-                    finish = "clause"
-                elif len(result.tokens) >= self.specs[i].max_tokens:
-                    finish = "length"
-                if finish is None:
+                ending = finish_of(backend, self.specs[i], result.tokens)
+                if ending is None:
                     still.append(i)
                 else:
-                    result.finish = finish
+                    result.finish = ending
             out[index, chosen.to(scores.device)] = 0.0
         self.running = still
         return out
