@@ -156,7 +156,7 @@ class DecodeBatch:
                 finished.append(row.job)
         if not still:
             self.final_cache = self.cache
-            self.rows, self.logits, self.cache, self.cached, self.mask, self.positions = [], None, None, 0, None, None
+            self._clear()
             return finished
         self._keep_rows(still)
         step = torch.tensor([[row.result.tokens[-1]] for row in self.rows], dtype=torch.long)
@@ -183,8 +183,12 @@ class DecodeBatch:
         jobs = list({id(row.job): row.job for row in self.rows}.values())
         for job in jobs:
             job.error, job.done = error, True
-        self.rows, self.logits, self.cache, self.cached, self.mask, self.positions = [], None, None, 0, None, None
+        self._clear()
         return jobs
+
+    def _clear(self) -> None:
+        """No rows left: drop the decode state (the counters and ``final_cache`` stay)."""
+        self.rows, self.logits, self.cache, self.cached, self.mask, self.positions = [], None, None, 0, None, None
 
     def _keep_rows(self, still: list[int]) -> None:
         """Keep rows ``still`` (indices into ``rows``) and build the cache the next forward reads: the cached rows

@@ -133,25 +133,19 @@ def fill(cache: Any, prefixes: "Sequence[tuple[Any, int, int, int]]", end: int) 
     first_cache = prefixes[0][0]
     if len(cache.layers) != len(first_cache.layers) or any(type(layer) is not StaticLayer for layer in cache.layers):
         raise NotImplementedError("only plain static layers can start from a copied prefix")
+    if not all(getattr(layer, "is_initialized", False) for layer in cache.layers):
+        raise RuntimeError("the static cache must be initialised before it is filled")
     for index, layer in enumerate(cache.layers):
         for prefix, length, start, stop in prefixes:
             source = prefix.layers[index]
             keys = source.keys[..., :length, :].expand(stop - start, -1, -1, -1)
             values = source.values[..., :length, :].expand(stop - start, -1, -1, -1)
-            if not getattr(layer, "is_initialized", False):
-                raise RuntimeError("the static cache must be initialised before it is filled")
             layer.keys[start:stop, :, end - length:end].copy_(keys)
             layer.values[start:stop, :, end - length:end].copy_(values)
         if isinstance(getattr(layer, "cumulative_length", None), torch.Tensor):
             layer.cumulative_length.fill_(end)  # in place: a compiled step reads it at a static address
         else:
             layer.cumulative_length = end
-
-
-def decode(backend: "TransformersBackend", job: "RolloutJob", caches: "OrderedDict[tuple[int, int], Any]"
-           ) -> list["Rollout"]:
-    """``job``'s rollouts on a static cache (`decode_many` of one call)."""
-    return decode_many(backend, [job], caches)[0]
 
 
 def decode_many(backend: "TransformersBackend", jobs: "Sequence[RolloutJob]",
@@ -201,7 +195,7 @@ def decode_many(backend: "TransformersBackend", jobs: "Sequence[RolloutJob]",
             caches.move_to_end(key)
             cache.reset()
         _initialise(cache, jobs[0].entries[0].cache, batch)
-        fill(cache, [(c, n, a, b) for c, n, a, b in copies], end - 1)
+        fill(cache, copies, end - 1)
         inputs = torch.tensor(ids, device=backend.device)
         # the mask is given (not left to generate to guess from the pad token): it hides each row's left padding
         out = backend.model.generate(inputs, attention_mask=torch.tensor(mask, device=backend.device),
