@@ -88,9 +88,20 @@ def serial_throughput(rain: Rain, n: int, *, seconds: float | None = None, promp
     """The requests `concurrent_throughput` would start together (prompt ``i % len(prompts)``, seed ``i``), run one
     after another instead: the baseline its throughput is compared with. With ``seconds``, the request running then
     stops at its next iteration (its committed tokens count) and no further one starts."""
-    backend = rain.backend
-    calls0 = getattr(backend, "model_calls", 0)
+    calls0 = getattr(rain.backend, "model_calls", 0)
     start = time.perf_counter()
+    outcomes = []
+    for i in range(n):
+        outcomes.append(_capped_request(rain, prompts, i, start, seconds, overrides))
+        if not outcomes[-1][1]:
+            break
+    return _throughput(rain, n, outcomes, time.perf_counter() - start, calls0)
+
+
+def _capped_request(rain: Rain, prompts: Sequence[str], i: int, start: float, seconds: float | None,
+                    overrides: dict[str, Any]) -> tuple[int, bool]:
+    """Bench request ``i`` (prompt ``i % len(prompts)``, seed ``i``): the tokens it committed, and whether it
+    finished before ``seconds`` from ``start`` had passed (else it stopped at its next iteration after that)."""
     live = {"tokens": 0}
 
     def progress(stats: Any) -> None:
@@ -98,18 +109,19 @@ def serial_throughput(rain: Rain, n: int, *, seconds: float | None = None, promp
         if seconds is not None and time.perf_counter() - start > seconds:
             raise _Deadline
 
-    tokens = finished = 0
-    for i in range(n):
-        try:
-            tokens += len(rain.generate(prompts[i % len(prompts)], seed=i, on_progress=progress,
-                                        **overrides).token_ids)
-            finished += 1
-        except _Deadline:
-            tokens += live["tokens"]
-            break
-    wall = time.perf_counter() - start
-    calls = getattr(backend, "model_calls", 0) - calls0
-    return {"requests": n, "tokens": tokens, "finished": finished, "wall_s": round(wall, 2),
+    try:
+        result = rain.generate(prompts[i % len(prompts)], seed=i, on_progress=progress, **overrides)
+    except _Deadline:
+        return live["tokens"], False
+    return len(result.token_ids), True
+
+
+def _throughput(rain: Rain, n: int, outcomes: list[tuple[int, bool]], wall: float, calls0: int) -> dict[str, Any]:
+    """The figures of ``n`` bench requests that committed ``outcomes`` (tokens, finished) in ``wall`` seconds, the
+    model having run ``calls0`` forwards before them."""
+    tokens = sum(t for t, _ in outcomes)
+    calls = getattr(rain.backend, "model_calls", 0) - calls0
+    return {"requests": n, "tokens": tokens, "finished": sum(done for _, done in outcomes), "wall_s": round(wall, 2),
             "tokens_per_s": round(tokens / wall, 3), "model_calls": calls,
             "calls_per_token": round(calls / max(1, tokens), 2)}
 
@@ -170,38 +182,21 @@ def concurrent_throughput(rain: Rain, n: int, *, seconds: float | None = None,
     iteration and count the tokens they committed. ``overrides`` go to every request (e.g. ``search=...``)."""
     if n < 1:
         raise ValueError(f"concurrent requests must be at least 1, got {n}")
-    backend = rain.backend
-    batcher = getattr(backend, "rollout_batcher", None)
-    calls0 = getattr(backend, "model_calls", 0)
+    batcher = getattr(rain.backend, "rollout_batcher", None)
+    calls0 = getattr(rain.backend, "model_calls", 0)
     merged0 = batcher.merged_forwards if batcher is not None else 0
     rounds0 = batcher.static_rounds if batcher is not None else 0
     barrier = threading.Barrier(n)
     start = 0.0
 
     def one(i: int) -> tuple[int, bool]:
-        live = {"tokens": 0}
-
-        def progress(stats: Any) -> None:
-            live["tokens"] = stats.completion_tokens
-            if seconds is not None and time.perf_counter() - start > seconds:
-                raise _Deadline
-
         barrier.wait()  # start together, so the requests really overlap
-        try:
-            result = rain.generate(prompts[i % len(prompts)], seed=i, on_progress=progress, **overrides)
-        except _Deadline:
-            return live["tokens"], False
-        return len(result.token_ids), True
+        return _capped_request(rain, prompts, i, start, seconds, overrides)
 
     start = time.perf_counter()
     with ThreadPoolExecutor(n) as pool:
         outcomes = list(pool.map(one, range(n)))
-    wall = time.perf_counter() - start
-    tokens = sum(t for t, _ in outcomes)
-    calls = getattr(backend, "model_calls", 0) - calls0
-    return {"requests": n, "tokens": tokens, "finished": sum(done for _, done in outcomes), "wall_s": round(wall, 2),
-            "tokens_per_s": round(tokens / wall, 3), "model_calls": calls,
-            "calls_per_token": round(calls / max(1, tokens), 2),
+    return {**_throughput(rain, n, outcomes, time.perf_counter() - start, calls0),
             "merged_rollout_forwards": batcher.merged_forwards - merged0 if batcher is not None else None,
             "static_rounds": batcher.static_rounds - rounds0 if batcher is not None else None}
 
