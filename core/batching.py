@@ -61,24 +61,21 @@ class StepJob:
         self.rows = int(self.input_ids.shape[0])
 
 
-class StepBatcher:
-    """Runs concurrent decode steps as one forward (see module docstring).
+class TakingTurns:
+    """Concurrent callers whose work is served in batches by whichever of them finds nobody serving.
 
-    ``max_rows`` caps the rows of one merged forward (memory); steps beyond it wait for the next round.
+    A caller queues its job and waits; when no one is serving and its job is not done yet, it serves (`_serve`:
+    subclasses take what is pending and run it) and then hands over, waking the others. No timer: work that finds
+    nobody serving runs at once; work that arrives meanwhile is served next. Jobs need a ``done`` flag.
     """
 
-    def __init__(self, forward: Forward, *, max_rows: int = 256) -> None:
-        self.forward = forward
-        self.max_rows = max_rows
+    def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._pending: list[StepJob] = []
+        self._pending: list[Any] = []
         self._busy = False
-        self.merging = True  # switched off for good if a merged forward ever fails
-        self.merged_forwards = 0  # forwards that served more than one step (for benchmarks)
-        self.steps = 0
 
-    def step(self, job: StepJob) -> tuple[torch.Tensor, Any]:
-        """Run ``job`` (alone or with whatever else is waiting) and return its logits and new cache."""
+    def _wait_for(self, job: Any) -> None:
+        """Queue ``job`` and return once it is done, serving whenever nobody else is."""
         with self._cond:
             self._pending.append(job)
         while True:
@@ -86,18 +83,46 @@ class StepBatcher:
                 while not job.done and self._busy:
                     self._cond.wait()
                 if job.done:
-                    return self._outcome(job)
+                    return
                 self._busy = True
-                batch, rows = [], 0
-                while self._pending and (not batch or rows + self._pending[0].rows <= self.max_rows):
-                    rows += self._pending[0].rows
-                    batch.append(self._pending.pop(0))
             try:
-                self._run(batch)
+                self._serve(job)
             finally:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+    def _serve(self, own: Any) -> None:
+        raise NotImplementedError
+
+
+class StepBatcher(TakingTurns):
+    """Runs concurrent decode steps as one forward (see module docstring).
+
+    ``max_rows`` caps the rows of one merged forward (memory); steps beyond it wait for the next round.
+    """
+
+    def __init__(self, forward: Forward, *, max_rows: int = 256) -> None:
+        super().__init__()
+        self.forward = forward
+        self.max_rows = max_rows
+        self.merging = True  # switched off for good if a merged forward ever fails
+        self.merged_forwards = 0  # forwards that served more than one step (for benchmarks)
+        self.steps = 0
+
+    def step(self, job: StepJob) -> tuple[torch.Tensor, Any]:
+        """Run ``job`` (alone or with whatever else is waiting) and return its logits and new cache."""
+        self._wait_for(job)
+        return self._outcome(job)
+
+    def _serve(self, own: StepJob) -> None:
+        """One forward (merged when it can be) for the steps waiting now, ``own`` first in line or among them."""
+        with self._cond:
+            batch, rows = [], 0
+            while self._pending and (not batch or rows + self._pending[0].rows <= self.max_rows):
+                rows += self._pending[0].rows
+                batch.append(self._pending.pop(0))
+        self._run(batch)
 
     @staticmethod
     def _outcome(job: StepJob) -> tuple[torch.Tensor, Any]:

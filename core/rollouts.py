@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 import torch
 
 from . import kv
+from .batching import TakingTurns
 
 if TYPE_CHECKING:  # the backend imports this module; these are its types
     from .backend import ResponseGuard, Rollout, RowSpec, TransformersBackend
@@ -286,18 +287,17 @@ def guarded(guard: "ResponseGuard", histories: list[list[int]], logits: torch.Te
 STATIC_ROUND_ROWS = 16
 
 
-class RolloutBatcher:
-    """Concurrent rollout calls decode in one `DecodeBatch` (see the module docstring).
+class RolloutBatcher(TakingTurns):
+    """Concurrent rollout calls decode in one `DecodeBatch` (see the module docstring); the calling threads take
+    turns driving it (`TakingTurns`).
 
     ``max_rows`` caps the rows decoding at once (memory); a call that would pass it waits for rows to end.
     """
 
     def __init__(self, backend: "TransformersBackend", *, max_rows: int = 256) -> None:
+        super().__init__()
         self.batch = DecodeBatch(backend)
         self.max_rows = max_rows
-        self._cond = threading.Condition()
-        self._pending: list[RolloutJob] = []
-        self._driving = False
         self.calls = 0  # rollout calls served
         self.joined = 0  # calls that joined a batch already decoding another call's rows (or a static round)
         self.static_rounds = 0  # static decodes run (static_decode.py), one or more calls each
@@ -314,26 +314,13 @@ class RolloutBatcher:
     def run(self, job: RolloutJob) -> list["Rollout"]:
         """Decode ``job`` (alone, or with whatever else is decoding) and return its rollouts in row order."""
         with self._cond:
-            self._pending.append(job)
             self.calls += 1
-        while True:
-            with self._cond:
-                while not job.done and self._driving:
-                    self._cond.wait()
-                if job.done:
-                    break
-                self._driving = True
-            try:
-                self._drive(job)
-            finally:
-                with self._cond:
-                    self._driving = False
-                    self._cond.notify_all()
+        self._wait_for(job)
         if job.error is not None:
             raise job.error
         return job.results
 
-    def _drive(self, own: RolloutJob) -> None:
+    def _serve(self, own: RolloutJob) -> None:
         """Run steps until ``own`` is done (another waiting call then drives) or nothing is left to decode. When no
         dynamic batch is running, the waiting calls that fit a static decode (static_decode.py) go first, together,
         as one static round (calls arriving meanwhile wait for the next round or batch)."""
