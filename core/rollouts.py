@@ -25,7 +25,6 @@ into one static decode (CUDA graphs), and calls arriving during a round wait for
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
