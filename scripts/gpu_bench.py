@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -208,6 +209,62 @@ def kernel_share(run: Callable[[], Any]) -> dict[str, Any]:
             "device_events_s": None if device_us is None else round(device_us / 1e6, 3), "run": out}
 
 
+class GpuBusy:
+    """The GPU's busy share while a block runs, from NVML (``torch.cuda.utilization``: the share of the last sample
+    period in which any kernel ran), polled from a thread: a cross-check of the profiler's kernel share that adds no
+    tracing overhead to the run it measures. ``share`` is None where NVML cannot be read (no GPU, no pynvml)."""
+
+    def __init__(self, read: Callable[[], float] | None, every_s: float = 0.02) -> None:
+        self.read = read
+        self.every_s = every_s
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def nvml(cls) -> "GpuBusy":
+        """Polling ``torch.cuda.utilization`` where it answers here; otherwise a sampler that gives no figure."""
+        return cls(_nvml_reader())
+
+    def __enter__(self) -> "GpuBusy":
+        if self.read is not None:
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _poll(self) -> None:
+        assert self.read is not None
+        while not self._stop.is_set():
+            try:
+                self.samples.append(float(self.read()) / 100.0)
+            except Exception:  # noqa: BLE001 - a reader that fails mid-run gives no figure, not a failed section
+                self.samples.clear()
+                return
+            self._stop.wait(self.every_s)
+
+    @property
+    def share(self) -> float | None:
+        return round(sum(self.samples) / len(self.samples), 3) if self.samples else None
+
+
+def _nvml_reader() -> Callable[[], float] | None:
+    """``torch.cuda.utilization`` when it answers here, else None."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        torch.cuda.utilization()
+        return torch.cuda.utilization
+    except Exception:  # noqa: BLE001 - pynvml missing or NVML unreadable
+        return None
+
+
 def _sync() -> None:
     import torch
 
@@ -280,7 +337,9 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
         if not report.fits(need, f"{arch}: {name}"):
             return
         try:
-            report.add(arch=arch, what=name, **labels, **run())
+            with GpuBusy.nvml() as busy:
+                figures = run()
+            report.add(arch=arch, what=name, **labels, **figures, **({"gpu_busy": busy.share} if busy.share else {}))
         except Exception as exc:  # noqa: BLE001 - recorded, and the run goes on
             report.add(arch=arch, what=name, **labels, error=f"{type(exc).__name__}: {exc}"[:300])
 
@@ -428,7 +487,10 @@ def key_figures(figures: list[dict[str, Any]], arch: str) -> list[list[tuple[str
         + found("kernel_share", "profile", "default search, static rollouts off", search="lookahead",
                 static_rollouts=False) \
         + found("kernel_share", "profile", "reference K=1", search=None, parallel_leaves=1) \
-        + found("kernel_share", "profile", "reference K=4", search=None, parallel_leaves=4)
+        + found("kernel_share", "profile", "reference K=4", search=None, parallel_leaves=4) \
+        + found("gpu_busy", "rain_default", "NVML busy, default search unprofiled", parallel_leaves=1,
+                static_rollouts=True) \
+        + found("gpu_busy", "concurrent", "NVML busy, 16 concurrent", search="lookahead", requests=16)
     sixteen = _first(figures, "tokens_per_s", arch=arch, what="concurrent", search="lookahead", requests=16)
     gains: list[tuple[str, float]] = []
     for label, base in (("over one at a time", _first(figures, "tokens_per_s", arch=arch, what="one_at_a_time",

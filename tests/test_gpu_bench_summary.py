@@ -1,4 +1,4 @@
-"""The GPU script's summary: the tables and the issue's bars read from a run's figures (scripts/gpu_bench.py).
+"""The GPU script's summary (the tables and the issue's bars read from a run's figures) and its NVML busy sampler.
 
 The device runs are rare and short, so the verdicts a closing note quotes come from this code; these tests pin
 which figure each bar is read from, and that a failed or missing figure is never reported as met."""
@@ -96,3 +96,31 @@ def test_failed_and_missing_figures_are_never_met(gpu_bench: Any) -> None:
 def test_cpu_rehearsal_reads_the_tiny_shape(gpu_bench: Any) -> None:
     figures = [{**f, "arch": "tiny"} for f in run_figures()]
     assert "The issue's bars (tiny):" in gpu_bench.summarize({"figures": figures})
+
+
+def test_nvml_busy_share_is_a_kernel_share_variant(gpu_bench: Any) -> None:
+    figures = run_figures(share=0.3)
+    figures[0]["gpu_busy"] = 0.62  # the unprofiled default-search run
+    bars = bar_rows(gpu_bench.summarize({"figures": figures}))
+    assert bars["GPU kernel share >= 0.4"] == "NVML busy, default search unprofiled"
+
+
+def test_gpu_busy_averages_what_the_reader_reports(gpu_bench: Any) -> None:
+    readings = iter([20.0, 60.0] + [40.0] * 10_000)
+    with gpu_bench.GpuBusy(read=lambda: next(readings), every_s=0.001) as busy:
+        while len(busy.samples) < 5:
+            pass
+    assert busy.samples[:2] == [0.2, 0.6]
+    assert 0.2 <= busy.share <= 0.6
+
+
+def test_gpu_busy_gives_no_figure_without_a_reader(gpu_bench: Any) -> None:
+    def broken() -> float:
+        raise RuntimeError("NVML: driver not loaded")
+
+    with gpu_bench.GpuBusy(read=broken, every_s=0.001) as busy:
+        pass
+    assert busy.share is None
+    with gpu_bench.GpuBusy(read=None) as idle:
+        pass
+    assert idle.share is None and idle.samples == []
