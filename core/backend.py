@@ -24,6 +24,7 @@ from typing import Any, Iterator, Literal, Protocol, Sequence
 import torch
 
 from . import kv, static_decode
+from .graph_thread import GraphThread
 from .batching import StepBatcher, StepJob
 from .config import CLAUSE_END_CHARS
 from .models import LoadedModel
@@ -233,6 +234,8 @@ class TransformersBackend:
         self._static_caches: OrderedDict[tuple[int, int], Any] = OrderedDict()  # (batch, length) -> StaticCache
         self.compile_static_everywhere = False  # tests: compile the static decode step on a CPU too
         self._static_lock = threading.Lock()  # one static decode at a time (its cache is reused)
+        # every static decode runs on this one thread: compiled CUDA graphs belong to the thread that recorded them
+        self.graph_thread = GraphThread()
 
     # ----------------------------------------------------------------------------------------------- sessions
     @contextmanager
@@ -483,14 +486,15 @@ class TransformersBackend:
             return out
 
     def try_static(self, jobs: Sequence[RolloutJob]) -> bool:
-        """Decode ``jobs`` together on a static cache (static_decode.py) and mark them done; False when that path
-        is busy (another thread's call holds it) or fails (then it is switched off, with a warning, the calls'
-        generators are restored and the dynamic loop serves them and every later call)."""
+        """Decode ``jobs`` together on a static cache (static_decode.py, run on the graph thread: compiled CUDA
+        graphs belong to one thread) and mark them done; False when that path is busy (another thread's call holds
+        it) or fails (then it is switched off, with a warning, the calls' generators are restored and the dynamic
+        loop serves them and every later call)."""
         if not self._static_lock.acquire(blocking=False):
             return False
         states = [job.generator.get_state() for job in jobs]
         try:
-            results = static_decode.decode_many(self, jobs, self._static_caches)
+            results = self.graph_thread.run(static_decode.decode_many, self, jobs, self._static_caches)
         except Exception as exc:  # noqa: BLE001 - any failure of the optional fast path falls back
             log.warning("static-cache rollouts failed (%s: %s); using the dynamic cache", type(exc).__name__, exc)
             self.static_rollouts = False
@@ -514,10 +518,11 @@ class TransformersBackend:
         """Greedy continuation of ``ids`` (what `rollouts` gives a ``greedy`` row). With ``static_greedy`` it runs
         through transformers' `generate` on a static KV cache, which on CUDA compiles each decode step into a CUDA
         graph (no per-layer Python launches); the cache length is rounded up to 256 positions so that prompts of
-        similar length reuse one graph. Anywhere that path fails, it is switched off and the dynamic path runs."""
+        similar length reuse one graph; it runs on the graph thread, as the static rollouts do. Anywhere that path fails,
+        it is switched off and the dynamic path runs."""
         if self.static_greedy:
             try:
-                return self._static_greedy(list(ids), max_tokens)
+                return self.graph_thread.run(self._static_greedy, list(ids), max_tokens)
             except Exception as exc:  # noqa: BLE001 - any failure of the optional fast path falls back
                 log.warning("static-cache greedy decoding failed (%s: %s); using the dynamic cache", type(exc).__name__,
                             exc)

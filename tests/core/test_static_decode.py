@@ -173,3 +173,67 @@ def test_calls_of_different_prefixes_decode_together_as_each_alone(tiny_loaded):
     assert list(static._static_caches) == [(16, 256)]  # 4 + 2 + 3 = 9 rows: a batch of 16
     for (session, before), mine in zip(sessions, got):  # one forward per step each call's rows took part in
         assert session.forward_calls - before == max(len(r.tokens) for r in mine)
+
+
+def test_static_decodes_run_on_the_graph_thread_from_any_caller(tiny_loaded, monkeypatch):
+    """Compiled CUDA graphs belong to the thread that recorded them (torch 2.11 asserts when another Python thread
+    replays one), so every static decode, rollouts and greedy alike, runs on the backend's one graph thread
+    whichever request thread asks; the forwards still count in the caller's session, and the tokens are the
+    dynamic path's."""
+    import threading
+
+    static = TransformersBackend(tiny_loaded, static_rollouts=True, static_greedy=True, batch_rollouts=False)
+    dynamic = TransformersBackend(tiny_loaded, static_rollouts=False, static_greedy=False, batch_rollouts=False)
+    ids = static.encode("Human: Tell me about the weather in the mountains today.")
+    threads_seen: set[int] = set()
+    forward = tiny_loaded.model.forward
+
+    def watched(*args, **kwargs):
+        threads_seen.add(threading.get_ident())
+        return forward(*args, **kwargs)
+
+    results: dict[str, object] = {}
+
+    def request(name: str, seed: int) -> None:
+        with static.session() as session, static.using(session):
+            rollouts = static.rollouts(ids, ROWS, torch.Generator().manual_seed(seed))
+            greedy = static.greedy(ids, 9)
+            results[name] = (threading.get_ident(), [r.tokens for r in rollouts], greedy.tokens,
+                             session.forward_calls)
+
+    monkeypatch.setattr(tiny_loaded.model, "forward", watched)
+    for seed in (0, 1):  # two request threads, one after the other (each its own thread id)
+        worker = threading.Thread(target=request, args=(f"r{seed}", seed))
+        worker.start()
+        worker.join()
+    prefill_threads = {results["r0"][0], results["r1"][0]}  # the prefixes are computed in the callers' threads
+    assert static.static_rollouts and static.static_greedy  # nothing fell back
+    assert static.graph_thread.ident is not None and static.graph_thread.ident not in prefill_threads
+    assert threads_seen - prefill_threads == {static.graph_thread.ident}
+    monkeypatch.setattr(tiny_loaded.model, "forward", forward)
+    for seed in (0, 1):
+        _, tokens, greedy_tokens, calls = results[f"r{seed}"]
+        assert tokens == [r.tokens for r in dynamic.rollouts(ids, ROWS, torch.Generator().manual_seed(seed))]
+        assert greedy_tokens == dynamic.greedy(ids, 9).tokens
+        assert calls > max(len(t) for t in tokens)  # the static steps counted in the caller's session
+
+
+def test_graph_thread_carries_context_errors_and_nested_calls():
+    import contextvars
+    import threading
+
+    from rain_core.graph_thread import GraphThread
+
+    graphs = GraphThread()
+    current: contextvars.ContextVar[str] = contextvars.ContextVar("current", default="none")
+    current.set("caller")
+    assert graphs.run(current.get) == "caller"  # the caller's context goes along
+    assert graphs.run(threading.get_ident) == graphs.ident != threading.get_ident()
+    assert graphs.run(lambda: graphs.run(threading.get_ident)) == graphs.ident  # a nested call runs inline
+
+    def fails() -> None:
+        raise ValueError("bad shape")
+
+    with pytest.raises(ValueError, match="bad shape"):
+        graphs.run(fails)
+    assert graphs.run(lambda: 7) == 7  # and the thread serves calls after an error
