@@ -518,8 +518,8 @@ class TransformersBackend:
         """Greedy continuation of ``ids`` (what `rollouts` gives a ``greedy`` row). With ``static_greedy`` it runs
         through transformers' `generate` on a static KV cache, which on CUDA compiles each decode step into a CUDA
         graph (no per-layer Python launches); the cache length is rounded up to 256 positions so that prompts of
-        similar length reuse one graph; it runs on the graph thread, as the static rollouts do. Anywhere that path fails,
-        it is switched off and the dynamic path runs."""
+        similar length reuse one graph; it runs on the graph thread, as the static rollouts do. Anywhere that path
+        fails, it is switched off and the dynamic path runs."""
         if self.static_greedy:
             try:
                 return self.graph_thread.run(self._static_greedy, list(ids), max_tokens)
