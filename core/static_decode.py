@@ -40,9 +40,14 @@ if TYPE_CHECKING:
 CACHE_BUCKET = 256
 
 
-#: static caches kept for reuse (the least recently used beyond this are dropped: at 7.4B a 16-row, 1,024-position
-#: cache holds 2 GB)
-MAX_CACHES = 4
+#: static caches kept for reuse, at most this many (the least recently used go first). Enough for every row bucket
+#: concurrent requests use (1 to 16 rows) at two lengths: a cache dropped and allocated again has new addresses, and
+#: the compiled step's CUDA graph is recorded again for them
+MAX_CACHES = 8
+
+#: and together at most this share of the GPU's memory (at 7.4B a 16-row, 1,024-position cache holds 2 GB; at 32B,
+#: 4 GB), the one in use always kept
+MAX_CACHE_SHARE = 0.1
 
 #: calls whose rows may run this many tokens or more take this path (a prefill per row is worth it only then)
 MIN_TOKENS = 8
@@ -189,12 +194,11 @@ def decode_many(backend: "TransformersBackend", jobs: "Sequence[RolloutJob]",
         cache = caches.get(key)
         if cache is None:
             cache = caches[key] = StaticCache(config=backend.model.config, max_cache_len=length)
-            while len(caches) > MAX_CACHES:
-                caches.popitem(last=False)
         else:
             caches.move_to_end(key)
             cache.reset()
         _initialise(cache, jobs[0].entries[0].cache, batch)
+        evict(caches, cache_budget(backend.device))
         fill(cache, copies, end - 1)
         inputs = torch.tensor(ids, device=backend.device)
         # the mask is given (not left to generate to guess from the pad token): it hides each row's left padding
@@ -217,6 +221,27 @@ def decode_many(backend: "TransformersBackend", jobs: "Sequence[RolloutJob]",
             backend._count(sum(len(r.tokens) > step for r in mine), job.session)
         out_rows.append(mine)
     return out_rows
+
+
+def cache_budget(device: torch.device) -> int | None:
+    """The bytes the kept static caches may hold together on ``device`` (None: no limit but their number)."""
+    if device.type != "cuda":
+        return None
+    return int(torch.cuda.get_device_properties(device).total_memory * MAX_CACHE_SHARE)
+
+
+def cache_bytes(cache: Any) -> int:
+    """What a static cache's allocated layers hold."""
+    return sum(t.numel() * t.element_size() for layer in cache.layers
+               for t in (getattr(layer, "keys", None), getattr(layer, "values", None)) if isinstance(t, torch.Tensor))
+
+
+def evict(caches: "OrderedDict[tuple[int, int], Any]", budget: int | None) -> None:
+    """Drop the least recently used caches while more than ``MAX_CACHES`` are kept or they hold more than ``budget``
+    bytes; the most recent one (in use) stays."""
+    while len(caches) > 1 and (len(caches) > MAX_CACHES
+                               or (budget is not None and sum(cache_bytes(c) for c in caches.values()) > budget)):
+        caches.popitem(last=False)
 
 
 def _initialise(cache: Any, like: Any, batch: int) -> None:

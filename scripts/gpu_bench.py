@@ -165,22 +165,27 @@ def plain_greedy(rain: Any, tokens: int) -> dict[str, Any]:
 
 
 def warm_static(rain: Any, batches: tuple[int, ...]) -> dict[str, Any]:
-    """Run one static-cache rollout call per batch size (which compiles its decode step), timed."""
+    """Run one static-cache rollout call per batch size (which compiles its decode step or records its graphs),
+    timed in all and per batch size."""
     import torch
 
     from rain_core.backend import RowSpec
 
     backend = rain.backend
     ids = backend.encode(PROMPTS[0])
+    each: dict[int, float] = {}
     start = time.perf_counter()
     for rows in batches:
+        began = time.perf_counter()
         backend.rollouts(ids, [RowSpec("full", 16)] * rows, torch.Generator(device=backend.device).manual_seed(0))
-    _sync()
+        _sync()
+        each[rows] = round(time.perf_counter() - began, 1)
     first = time.perf_counter() - start
     start = time.perf_counter()
     backend.rollouts(ids, [RowSpec("full", 16)], torch.Generator(device=backend.device).manual_seed(0))
     _sync()
-    return {"compile_s": round(first, 1), "warm_call_16_tokens_s": round(time.perf_counter() - start, 3)}
+    return {"compile_s": round(first, 1), "per_batch_s": each,
+            "warm_call_16_tokens_s": round(time.perf_counter() - start, 3)}
 
 
 def kernel_share(run: Callable[[], Any]) -> dict[str, Any]:
@@ -359,9 +364,12 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
                batch_rollouts=backend.rollout_batcher is not None, static_rollouts=backend.static_rollouts)
     default = {"search": "lookahead"}
     if backend.static_rollouts and (key or arch in args.k4_archs.split(",")):
-        # compile the static decode step for the batches the default search uses (1 row, 4 rows), outside the timing
+        # compile the static decode step outside the timing, for every row bucket a search or a static round of
+        # concurrent requests uses (after the second size the step compiles with a dynamic batch: the rest record
+        # their CUDA graphs only)
+        batches = (1, 2, 4, 8, 16) if key else (1,)
         section("static_rollouts_warmup", args.compile_seconds,
-                lambda: {**warm_static(rain, (1, 4) if key else (1,)), "still_static": backend.static_rollouts},
+                lambda: {**warm_static(rain, batches), "still_static": backend.static_rollouts},
                 engine="new")
     for leaves in (1, 4) if key else (1,):  # the default search (lookahead): s/committed token
         section("rain_default", cap + 5,

@@ -42,7 +42,8 @@ def test_a_search_on_static_rollouts_gives_the_same_text(tiny_loaded, search):
     assert texts[0] == texts[1]
 
 
-def test_rows_run_as_a_power_of_two_batch(tiny_loaded):
+def test_rows_run_as_a_power_of_two_batch(tiny_loaded, monkeypatch):
+    monkeypatch.setattr(static_decode, "MAX_CACHES", 4)  # so that six batch sizes overflow it
     static = TransformersBackend(tiny_loaded, static_rollouts=True)
     dynamic = TransformersBackend(tiny_loaded, static_rollouts=False)
     ids = static.encode("Human: How are you?")
@@ -237,3 +238,22 @@ def test_graph_thread_carries_context_errors_and_nested_calls():
     with pytest.raises(ValueError, match="bad shape"):
         graphs.run(fails)
     assert graphs.run(lambda: 7) == 7  # and the thread serves calls after an error
+
+
+def test_kept_static_caches_stay_within_their_byte_budget(tiny_loaded, monkeypatch):
+    """On a GPU the kept caches are held to a share of its memory as well as to their number; the one in use always
+    stays, even alone over the budget."""
+    static = TransformersBackend(tiny_loaded, static_rollouts=True)
+    ids = static.encode("Human: How are you?")
+    static.rollouts(ids, [RowSpec("full", 8)], torch.Generator().manual_seed(0))
+    one_row = static_decode.cache_bytes(static._static_caches[(1, 256)])
+    assert one_row > 0
+    monkeypatch.setattr(static_decode, "cache_budget", lambda device: 7 * one_row)
+    for rows in (2, 4):  # 1 + 2 + 4 rows' worth: within the budget
+        static.rollouts(ids, [RowSpec("full", 8)] * rows, torch.Generator().manual_seed(rows))
+    assert list(static._static_caches) == [(1, 256), (2, 256), (4, 256)]
+    static.rollouts(ids, [RowSpec("full", 8)] * 3, torch.Generator().manual_seed(3))  # reuses the 4-row cache
+    assert list(static._static_caches) == [(1, 256), (2, 256), (4, 256)]
+    static.rollouts(ids, [RowSpec("full", 8)] * 5, torch.Generator().manual_seed(5))  # 8 rows: alone over budget
+    assert list(static._static_caches) == [(8, 256)]
+    assert static.static_rollouts
