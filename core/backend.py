@@ -464,7 +464,7 @@ class TransformersBackend:
             job = RolloutJob([(list(ids), rows) for ids, rows in groups], entries, generator, guard, session)
             # long rows continuing one prefix may decode on a static cache (CUDA graphs): alone, or in the batcher
             job.static = (self.static_rollouts and not keep_cache and len(groups) == 1
-                          and static_decode.fits(groups[0][1]))
+                          and static_decode.fits(groups[0][1], alone=self.open_sessions <= 1))
             if self.rollout_batcher is not None and not keep_cache and self.rollout_batcher.accepts(job):
                 results = self.rollout_batcher.run(job)
             elif job.static and self.try_static([job]):

@@ -11,6 +11,8 @@ from rain_core import Rain, static_decode
 from rain_core.backend import ResponseGuard, RowSpec, TransformersBackend
 
 ROWS = [RowSpec("greedy", 9), RowSpec("full", 12), RowSpec("top_k", 7, top_k=5), RowSpec("full", 3)]
+#: the reference search's kind of call: candidates, and a simulation row that ends at a clause end
+CLAUSE_ROWS = [RowSpec("greedy", 4), RowSpec("top_k", 4, top_k=15), RowSpec("full", 24, stop_at_clause=True)] * 2
 
 
 @pytest.mark.parametrize("no_repeat", [0, 2])
@@ -18,7 +20,8 @@ def test_static_rollouts_give_the_dynamic_paths_tokens(tiny_loaded, no_repeat):
     static = TransformersBackend(tiny_loaded, static_rollouts=True)
     dynamic = TransformersBackend(tiny_loaded, static_rollouts=False)
     ids = static.encode("Human: Tell me about the weather in the mountains today.")
-    assert static_decode.fits(ROWS) and not static_decode.fits([RowSpec("full", 10, stop_at_clause=True)])
+    assert static_decode.fits(ROWS) and static_decode.fits([RowSpec("full", 10, stop_at_clause=True)])
+    assert not static_decode.fits([RowSpec("top_k", 4, top_k=5)] * 3)
     guard = ResponseGuard.no_repeat_ngrams(no_repeat, len(ids) - 3)
     for seed in range(3):
         got = static.rollouts(ids, ROWS, torch.Generator().manual_seed(seed), guard)
@@ -28,6 +31,31 @@ def test_static_rollouts_give_the_dynamic_paths_tokens(tiny_loaded, no_repeat):
         assert [r.finish for r in got] == [r.finish for r in want]
         assert all(abs(x.logprob - y.logprob) < 1e-3 for x, y in zip(got, want))
     assert list(static._static_caches) == [(4, 256)]  # one cache, reused by every call of these rows and length
+
+
+def test_clause_rows_end_where_the_dynamic_loop_ends_them(tiny_loaded):
+    """The reference search's calls (short candidates beside simulation rows that stop at a clause end) decode on a
+    static cache too: every row ends, with the tokens and the reason, where the dynamic loop ends it."""
+    static = TransformersBackend(tiny_loaded, static_rollouts=True)
+    dynamic = TransformersBackend(tiny_loaded, static_rollouts=False)
+    ids = static.encode("Human: Tell me about the weather in the mountains today.")
+    finishes = set()
+    for seed in range(6):
+        got = static.rollouts(ids, CLAUSE_ROWS, torch.Generator().manual_seed(seed))
+        want = dynamic.rollouts(ids, CLAUSE_ROWS, torch.Generator().manual_seed(seed))
+        assert [r.tokens for r in got] == [r.tokens for r in want]
+        assert [r.finish for r in got] == [r.finish for r in want]
+        finishes |= {r.finish for r in got}
+    assert static.static_rollouts and list(static._static_caches) == [(8, 256)]
+    assert {"clause", "length"} <= finishes  # simulation rows ended at clause ends, candidates at their length
+    # with other requests running, such calls join the dynamic batch (a static round could not take theirs in)
+    assert not static_decode.fits(CLAUSE_ROWS, alone=False) and static_decode.fits(ROWS, alone=False)
+    rounds = static.rollout_batcher.static_rounds
+    with static.session(), static.session():
+        static.rollouts(ids, CLAUSE_ROWS, torch.Generator().manual_seed(0))
+        assert static.rollout_batcher.static_rounds == rounds
+        static.rollouts(ids, ROWS, torch.Generator().manual_seed(0))
+        assert static.rollout_batcher.static_rounds == rounds + 1
 
 
 @pytest.mark.parametrize("search", ["lookahead", "reference"])
