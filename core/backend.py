@@ -522,31 +522,14 @@ class TransformersBackend:
         fails, it is switched off and the dynamic path runs."""
         if self.static_greedy:
             try:
-                return self.graph_thread.run(self._static_greedy, list(ids), max_tokens)
+                return self.graph_thread.run(static_decode.greedy, self, list(ids), max_tokens,
+                                             self._static_caches)
             except Exception as exc:  # noqa: BLE001 - any failure of the optional fast path falls back
                 log.warning("static-cache greedy decoding failed (%s: %s); using the dynamic cache", type(exc).__name__,
                             exc)
                 self.static_greedy = False
         generator = torch.Generator(device=self.device)
         return self.rollouts(ids, [RowSpec("greedy", max_tokens)], generator)[0]
-
-    def _static_greedy(self, ids: list[int], max_tokens: int) -> Rollout:
-        from transformers import GenerationConfig, StaticCache
-
-        length = -(-(len(ids) + max_tokens) // 256) * 256
-        config = GenerationConfig(max_new_tokens=max_tokens, do_sample=False, num_beams=1,
-                                  eos_token_id=sorted(self.eos_ids), pad_token_id=self.tokenizer.pad_token_id,
-                                  repetition_penalty=1.0, no_repeat_ngram_size=0)
-        with torch.inference_mode():
-            cache = StaticCache(config=self.model.config, max_cache_len=length)
-            out = self.model.generate(torch.tensor([ids], device=self.device), generation_config=config,
-                                      **{self._cache_kwarg: cache})
-        tokens = [int(t) for t in out[0, len(ids):].tolist()]
-        self._count(len(ids))  # the prompt's forward, then one per decoded token after the first
-        for _ in tokens[1:]:
-            self._count(1)
-        finish: Literal["eos", "clause", "length"] = "eos" if tokens and tokens[-1] in self.eos_ids else "length"
-        return Rollout(tokens=tokens, logprob=float("nan"), finish=finish)
 
     def _start_decode(self, entries: list[_Entry], owners: list[int]) -> tuple[Any, torch.Tensor | None,
                                                                               torch.Tensor | None]:

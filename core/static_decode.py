@@ -168,7 +168,7 @@ def decode_many(backend: "TransformersBackend", jobs: "Sequence[RolloutJob]",
     of different lengths are left-padded. Counts the forwards in each call's session: the prefix's last token per row
     (the rest is copied from the session's cached prefix, ``job.entries[0]``), then one step per token after the
     first (the running rows' tokens, as the dynamic path counts them)."""
-    from transformers import GenerationConfig, LogitsProcessorList, StaticCache, StoppingCriteria, StoppingCriteriaList
+    from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
     picker = _Picker(backend, jobs)
     rows = len(picker.specs)
@@ -182,13 +182,7 @@ def decode_many(backend: "TransformersBackend", jobs: "Sequence[RolloutJob]",
             return picker.ended(input_ids, scores)  # type: ignore[return-value]
 
     pad = backend.tokenizer.pad_token_id if backend.tokenizer.pad_token_id is not None else 0
-    config = GenerationConfig(max_new_tokens=longest, do_sample=False, num_beams=1, eos_token_id=None,
-                              pad_token_id=pad, repetition_penalty=1.0, no_repeat_ngram_size=0)
-    if backend.compile_static_everywhere:  # tests: compile on a CPU too, as generate does on CUDA by itself
-        from transformers import CompileConfig
-
-        config.compile_config = CompileConfig()
-        config.compile_config._compile_all_devices = True
+    config = _generation_config(backend, max_new_tokens=longest, eos_token_id=None, pad_token_id=pad)
     # rows past the calls' own repeat the first row (idle from the start); each row left-padded to ``end``
     prefixes = picker.prefixes + [picker.prefixes[0]] * (batch - rows)
     ids = [[pad] * (end - len(p)) + p for p in prefixes]
@@ -197,14 +191,8 @@ def decode_many(backend: "TransformersBackend", jobs: "Sequence[RolloutJob]",
               for job, (start, stop) in zip(picker.jobs, picker.spans)]
     if batch > rows:
         copies.append((picker.jobs[0].entries[0].cache, len(picker.prefixes[0]) - 1, rows, batch))
-    key = (batch, length)
     with torch.inference_mode():
-        cache = caches.get(key)
-        if cache is None:
-            cache = caches[key] = StaticCache(config=backend.model.config, max_cache_len=length)
-        else:
-            caches.move_to_end(key)
-            cache.reset()
+        cache = take_cache(backend, caches, batch, length)
         _initialise(cache, jobs[0].entries[0].cache, batch)
         evict(caches, cache_budget(backend.device))
         fill(cache, copies, end - 1)
@@ -229,6 +217,59 @@ def decode_many(backend: "TransformersBackend", jobs: "Sequence[RolloutJob]",
             backend._count(sum(len(r.tokens) > step for r in mine), job.session)
         out_rows.append(mine)
     return out_rows
+
+
+def greedy(backend: "TransformersBackend", ids: list[int], max_tokens: int,
+           caches: "OrderedDict[tuple[int, int], Any]") -> "Rollout":
+    """Plain greedy decoding of ``ids`` by `generate` on a static cache from ``caches`` (one row: the rollouts'
+    one-row cache of the same length bucket, so the compiled step's CUDA graph is the one already recorded for its
+    addresses, not recorded again for a fresh cache every call)."""
+    from .backend import Rollout
+
+    length = -(-(len(ids) + max_tokens) // CACHE_BUCKET) * CACHE_BUCKET
+    config = _generation_config(backend, max_new_tokens=max_tokens, eos_token_id=sorted(backend.eos_ids),
+                                pad_token_id=backend.tokenizer.pad_token_id)
+    with torch.inference_mode():
+        cache = take_cache(backend, caches, 1, length)
+        out = backend.model.generate(torch.tensor([ids], device=backend.device), generation_config=config,
+                                     **{backend._cache_kwarg: cache})
+        evict(caches, cache_budget(backend.device))
+    tokens = [int(t) for t in out[0, len(ids):].tolist()]
+    backend._count(len(ids))  # the prompt's forward, then one per decoded token after the first
+    for _ in tokens[1:]:
+        backend._count(1)
+    return Rollout(tokens=tokens, logprob=float("nan"),
+                   finish="eos" if tokens and tokens[-1] in backend.eos_ids else "length")
+
+
+def _generation_config(backend: "TransformersBackend", **settings: Any) -> Any:
+    """Greedy `generate` settings with nothing of the model's own generation config intervening; in tests
+    (``compile_static_everywhere``) the decode step compiles on a CPU too, as `generate` compiles it on CUDA."""
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(do_sample=False, num_beams=1, repetition_penalty=1.0, no_repeat_ngram_size=0, **settings)
+    if backend.compile_static_everywhere:
+        from transformers import CompileConfig
+
+        config.compile_config = CompileConfig()
+        config.compile_config._compile_all_devices = True
+    return config
+
+
+def take_cache(backend: "TransformersBackend", caches: "OrderedDict[tuple[int, int], Any]", batch: int,
+               length: int) -> Any:
+    """The kept static cache of ``batch`` rows and ``length`` positions, emptied (marked most recently used), or a
+    new one kept from now on."""
+    from transformers import StaticCache
+
+    key = (batch, length)
+    cache = caches.get(key)
+    if cache is None:
+        cache = caches[key] = StaticCache(config=backend.model.config, max_cache_len=length)
+    else:
+        caches.move_to_end(key)
+        cache.reset()
+    return cache
 
 
 def cache_budget(device: torch.device) -> int | None:

@@ -83,3 +83,23 @@ def test_static_cache_greedy_matches_the_dynamic_path(tiny_loaded):
     got, want = fast.greedy(ids, 12), slow.greedy(ids, 12)
     assert fast.static_greedy  # it ran, and did not fall back
     assert got.tokens == want.tokens and got.finish == want.finish
+
+
+def test_static_greedy_reuses_the_one_row_static_cache(tiny_loaded):
+    """Plain greedy and one-row static rollouts of the same length bucket decode on one kept cache (a CUDA graph is
+    recorded for a cache's addresses: a fresh cache per call would record it again every call)."""
+    import torch
+
+    from rain_core.backend import RowSpec, TransformersBackend
+
+    fast = TransformersBackend(tiny_loaded, static_greedy=True, static_rollouts=True)
+    slow = TransformersBackend(tiny_loaded, static_greedy=False, static_rollouts=False)
+    ids = fast.encode("Human: How are you today?")
+    first = fast.greedy(ids, 12)
+    cache = fast._static_caches[(1, 256)]
+    fast.rollouts(ids, [RowSpec("full", 10)], torch.Generator().manual_seed(0))
+    again = fast.greedy(fast.encode("Human: Tell me a story about a cat."), 9)
+    assert list(fast._static_caches) == [(1, 256)] and fast._static_caches[(1, 256)] is cache
+    assert first.tokens == slow.greedy(ids, 12).tokens
+    assert again.tokens == slow.greedy(slow.encode("Human: Tell me a story about a cat."), 9).tokens
+    assert fast.static_greedy and fast.static_rollouts

@@ -153,6 +153,9 @@ def test_compiled_static_rollouts_compile_once_per_batch_and_keep_the_tokens(tin
     for (ids, rows), mine, seed in zip(calls, got, range(3)):
         assert [r.tokens for r in mine] == [r.tokens for r in dynamic.rollouts(ids, rows,
                                                                                torch.Generator().manual_seed(seed))]
+    # plain greedy decodes on the one-row cache and step compiled above: no graph of its own
+    static.static_greedy = True
+    assert static.greedy(long, 9).tokens == dynamic.greedy(long, 9).tokens and static.static_greedy
     assert counters["stats"]["unique_graphs"] == 2  # batches of 4 and of 1: one graph each, whatever the padding
     torch._dynamo.reset()
 
