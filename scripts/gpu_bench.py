@@ -394,14 +394,21 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
             backend.static_rollouts = True
     # the reference search's per-iteration figures (the 0.15 s bar was set on it)
     section("plain_greedy_dynamic", 30, lambda: plain_greedy(rain, args.plain_tokens), engine="new")
-    section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0), engine="new", parallel_leaves=1)
+    static = {"static_rollouts": backend.static_rollouts}  # a lone request's iterations decode on graphs when on
+    section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0), engine="new", parallel_leaves=1,
+            **static)
     if key or arch in args.k4_archs.split(","):
         section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, parallel_leaves=4),
-                engine="new", parallel_leaves=4)
+                engine="new", parallel_leaves=4, **static)
     if key:
         for leaves in (1, 4):
             section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, leaves),
-                    engine="new", parallel_leaves=leaves)
+                    engine="new", parallel_leaves=leaves, **static)
+        if backend.static_rollouts:  # the before/after of the reference search's static iterations
+            backend.static_rollouts = False
+            section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0), engine="new",
+                    parallel_leaves=1, static_rollouts=False)
+            backend.static_rollouts = True
         concurrency_levels(rain, backend, args, section, "reference", args.concurrent_tokens)
     if old is not None and (arch in args.old_archs.split(",") or arch == "tiny"):
         old_embedder = None
@@ -500,8 +507,9 @@ def key_figures(figures: list[dict[str, Any]], arch: str) -> list[list[tuple[str
         value = _first(figures, key, arch=arch, what=what, engine="new", **match)
         return [] if value is None else [(label, float(value))]
 
-    iterations = [(f"K={f['parallel_leaves']}" + ("" if f.get("complete") else " (stopped at its cap)"),
-                   float(f["s_per_iteration"])) for f in _pick(figures, arch=arch, what="rain", engine="new")]
+    iterations = [(f"K={f['parallel_leaves']}" + (", static rollouts off" if f.get("static_rollouts") is False else "")
+                   + ("" if f.get("complete") else " (stopped at its cap)"), float(f["s_per_iteration"]))
+                  for f in _pick(figures, arch=arch, what="rain", engine="new")]
     shares = found("kernel_share", "profile", "default search", search="lookahead", static_rollouts=True) \
         + found("kernel_share", "profile", "default search, static rollouts off", search="lookahead",
                 static_rollouts=False) \
