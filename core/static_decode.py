@@ -17,10 +17,11 @@ differently (another transformers version) is caught rather than decoded from.
 What it covers: calls whose rows all continue one prefix and run long (`fits`), on a model whose static cache has
 plain layers; several such calls (concurrent requests, gathered by the rollout batcher) decode together, their
 prefixes left-padded (`decode_many`); rows run as a power-of-two batch, so a search compiles a few graphs, not one
-per width. Anything
-else, or any failure (the backend then switches the path off with a warning and restores the call's generator),
-uses the dynamic path. Off by default on a CPU, where there are no graphs to gain; tests turn it on there to hold
-it to the dynamic path's tokens.
+per width. Plain greedy decoding (`greedy`) runs here too. The caches are kept and reused (`take_cache`, `evict`):
+a CUDA graph is recorded for a cache's addresses. The backend runs all of it on its graph thread
+(graph_thread.py). Anything else, or any failure (the backend then switches the path off with a warning and
+restores the call's generator), uses the dynamic path. Off by default on a CPU, where there are no graphs to gain;
+tests turn it on there to hold it to the dynamic path's tokens.
 """
 
 from __future__ import annotations
