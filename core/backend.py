@@ -24,9 +24,9 @@ from typing import Any, Iterator, Literal, Protocol, Sequence
 import torch
 
 from . import kv, static_decode
-from .graph_thread import GraphThread
 from .batching import StepBatcher, StepJob
 from .config import CLAUSE_END_CHARS
+from .graph_thread import GraphThread
 from .models import LoadedModel
 from .rollouts import DecodeBatch, RolloutBatcher, RolloutJob
 
