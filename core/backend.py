@@ -23,10 +23,9 @@ from typing import Any, Iterator, Literal, Protocol, Sequence
 
 import torch
 
-from . import kv, static_decode
+from . import graph_thread, kv, static_decode
 from .batching import StepBatcher, StepJob
 from .config import CLAUSE_END_CHARS
-from .graph_thread import GraphThread
 from .models import LoadedModel
 from .rollouts import DecodeBatch, RolloutBatcher, RolloutJob
 
@@ -234,8 +233,8 @@ class TransformersBackend:
         self._static_caches: OrderedDict[tuple[int, int], Any] = OrderedDict()  # (batch, length) -> StaticCache
         self.compile_static_everywhere = False  # tests: compile the static decode step on a CPU too
         self._static_lock = threading.Lock()  # one static decode at a time (its cache is reused)
-        # every static decode runs on this one thread: compiled CUDA graphs belong to the thread that recorded them
-        self.graph_thread = GraphThread()
+        # every static decode runs on the device's one graph thread: CUDA graphs belong to the thread that recorded them
+        self.graph_thread = graph_thread.for_device(self.device)
 
     # ----------------------------------------------------------------------------------------------- sessions
     @contextmanager

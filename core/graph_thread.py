@@ -10,7 +10,9 @@ rollout batcher handing its turn from one request's thread to another's), so eve
 single long-lived thread and waited for: the graphs are recorded once and replayed by the thread that owns them.
 The caller's context variables (its session, which counts the forwards) go along.
 
-A call made from the graph thread itself runs inline; an exception raised there is raised in the caller.
+A call made from the graph thread itself runs inline; an exception raised there is raised in the caller. There is
+one graph thread per device in the process (`for_device`), shared by every backend on it: two backends over one
+model (say, one with batching off for bit-exact outputs beside the shared one) replay the same compiled step.
 """
 
 from __future__ import annotations
@@ -53,3 +55,16 @@ class GraphThread:
 
     def _mark(self) -> None:
         self._ident = threading.get_ident()
+
+
+_threads: dict[str, GraphThread] = {}
+_threads_lock = threading.Lock()
+
+
+def for_device(device: Any) -> GraphThread:
+    """The process's graph thread for ``device`` (made on first use)."""
+    key = str(device)
+    with _threads_lock:
+        if key not in _threads:
+            _threads[key] = GraphThread(name=f"rain-graphs-{key.replace(':', '')}")
+        return _threads[key]

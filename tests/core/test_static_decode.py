@@ -271,6 +271,17 @@ def test_graph_thread_carries_context_errors_and_nested_calls():
     assert graphs.run(lambda: 7) == 7  # and the thread serves calls after an error
 
 
+def test_backends_on_one_device_share_its_graph_thread(tiny_loaded):
+    """Two backends over one model (say, a bit-exact one beside the shared one) replay the same compiled step, so
+    they hand their static decodes to the same thread."""
+    from rain_core import graph_thread
+
+    one = TransformersBackend(tiny_loaded, static_rollouts=True)
+    other = TransformersBackend(tiny_loaded, static_rollouts=True, batch_rollouts=False)
+    assert one.graph_thread is other.graph_thread is graph_thread.for_device(torch.device("cpu"))
+    assert graph_thread.for_device("cuda:0") is not one.graph_thread
+
+
 def test_kept_static_caches_stay_within_their_byte_budget(tiny_loaded, monkeypatch):
     """On a GPU the kept caches are held to a share of its memory as well as to their number; the one in use always
     stays, even alone over the budget."""
