@@ -22,14 +22,17 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
+import torch
+
 T = TypeVar("T")
 
 
 class GraphThread:
     """Runs functions on one worker thread, started on first use, in the caller's context."""
 
-    def __init__(self, name: str = "rain-graphs") -> None:
+    def __init__(self, name: str = "rain-graphs", device: Any = None) -> None:
         self.name = name
+        self.device = device  # a CUDA device with an index becomes the worker's current device
         self._executor: ThreadPoolExecutor | None = None
         self._ident: int | None = None
         self._start_lock = threading.Lock()
@@ -55,6 +58,9 @@ class GraphThread:
 
     def _mark(self) -> None:
         self._ident = threading.get_ident()
+        device = torch.device(self.device) if self.device is not None else None
+        if device is not None and device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)  # the current device is per thread; graphs are captured on it
 
 
 _threads: dict[str, GraphThread] = {}
@@ -66,5 +72,5 @@ def for_device(device: Any) -> GraphThread:
     key = str(device)
     with _threads_lock:
         if key not in _threads:
-            _threads[key] = GraphThread(name=f"rain-graphs-{key.replace(':', '')}")
+            _threads[key] = GraphThread(name=f"rain-graphs-{key.replace(':', '')}", device=device)
         return _threads[key]
