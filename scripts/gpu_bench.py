@@ -3,13 +3,14 @@
 Models are built directly on the device from the configs in ``bench/archs`` (no weights travel) with SmolLM2's
 tokenizer. For each shape, in this order (the issue's bars first): the static-cache rollouts' compilation (timed
 apart; for the 7.4B shape every row bucket up to 64), the compiled static-cache plain greedy (on the step just
-compiled), the default search (lookahead) s/committed token at 1 and 4 rows per batch, and for the 7.4B shape its
-GPU kernel-time share under torch.profiler and committed tokens/s (with forwards run per committed token) at 1, 4
-and 16 concurrent requests, and the default search once more without the static-cache rollouts (the
-before/after); then plain greedy s/token on the dynamic cache, the reference search's s/inner iteration and
-s/committed token (``parallel_leaves`` 1 and 4), kernel share and concurrency. With ``--old`` it times the previous
-engine (a copy of its ``core`` made by ``prepare``) on the same models in the same run. Where the static rollouts
-are off, the compiled plain greedy comes last (its compilation is then its own).
+compiled), the default search (lookahead) s/committed token at 1 and 4 rows per batch and (7.4B) its GPU
+kernel-time share under torch.profiler, the reference search's s/inner iteration and s/committed token
+(``parallel_leaves`` 1 and 4); then for the 7.4B shape the default search's committed tokens/s (with forwards run
+per committed token) at 1, 4 and 16 concurrent requests, the before/afters without the static-cache rollouts
+(default search, its profile, the reference search), plain greedy on the dynamic cache, the reference search's
+profiles and concurrency. With ``--old`` it times the previous engine (a copy of its ``core`` made by ``prepare``)
+on the same models in the same run. Where the static rollouts are off, the compiled plain greedy comes last (its
+compilation is then its own).
 
 Every figure is appended to ``$OUT/gpu_bench.json`` as soon as it is measured and printed as a line, so a run stopped
 by its time limit still leaves what it measured. ``--budget`` seconds (from start) bounds the whole run: a section
@@ -382,8 +383,17 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
     if key:
         section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, 1, default),
                 engine="new", parallel_leaves=1, static_rollouts=backend.static_rollouts, **default)
-        # the default search's concurrency (the issue's 16-concurrent bar), then its before/after without the
-        # static-cache rollouts
+    # the reference search's s/inner iteration (the issue's 0.15 s bar was set on it); a lone request's iterations
+    # decode on graphs when the static rollouts are on
+    static = {"static_rollouts": backend.static_rollouts}
+    section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0), engine="new", parallel_leaves=1,
+            **static)
+    if key or arch in args.k4_archs.split(","):
+        section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, parallel_leaves=4),
+                engine="new", parallel_leaves=4, **static)
+    if key:
+        # the default search's concurrency (the issue's 16-concurrent bar), then the before/afters without the
+        # static-cache rollouts, then the reference search's profiles and concurrency
         concurrency_levels(rain, backend, args, section, "lookahead", args.concurrent_default_tokens)
         if backend.static_rollouts:
             backend.static_rollouts = False
@@ -391,24 +401,14 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
                     engine="new", parallel_leaves=1, static_rollouts=False, **default)
             section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, 1, default),
                     engine="new", parallel_leaves=1, static_rollouts=False, **default)
+            section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0), engine="new",
+                    parallel_leaves=1, static_rollouts=False)
             backend.static_rollouts = True
-    # the reference search's per-iteration figures (the issue's 0.15 s bar was set on it)
     section("plain_greedy_dynamic", 30, lambda: plain_greedy(rain, args.plain_tokens), engine="new")
-    static = {"static_rollouts": backend.static_rollouts}  # a lone request's iterations decode on graphs when on
-    section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0), engine="new", parallel_leaves=1,
-            **static)
-    if key or arch in args.k4_archs.split(","):
-        section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0, parallel_leaves=4),
-                engine="new", parallel_leaves=4, **static)
     if key:
         for leaves in (1, 4):
             section("profile", args.profile_seconds + 15, lambda: profiled(rain, args.profile_seconds, leaves),
                     engine="new", parallel_leaves=leaves, **static)
-        if backend.static_rollouts:  # the before/after of the reference search's static iterations
-            backend.static_rollouts = False
-            section("rain", cap + 5, lambda: timed_rain(rain, PROMPTS[0], seconds=cap, seed=0), engine="new",
-                    parallel_leaves=1, static_rollouts=False)
-            backend.static_rollouts = True
         concurrency_levels(rain, backend, args, section, "reference", args.concurrent_tokens)
     if old is not None and (arch in args.old_archs.split(",") or arch == "tiny"):
         old_embedder = None
