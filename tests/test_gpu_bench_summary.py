@@ -1,4 +1,5 @@
-"""The GPU script's summary (the tables and the issue's bars read from a run's figures) and its NVML busy sampler.
+"""The GPU script's summary (scripts/gpu_summary.py: the tables and the issue's bars read from a run's figures) and
+its NVML busy sampler (scripts/gpu_bench.py).
 
 The device runs are rare and short, so the verdicts a closing note quotes come from this code; these tests pin
 which figure each bar is read from, and that a failed or missing figure is never reported as met."""
@@ -6,21 +7,36 @@ which figure each bar is read from, and that a failed or missing figure is never
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_bench.py"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load(name: str) -> Any:
+    """A script of scripts/ as a module (gpu_bench imports gpu_summary from its own folder, as when run)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    return module
+
+
+@pytest.fixture(scope="module")
+def gpu_summary() -> Any:
+    return load("gpu_summary")
 
 
 @pytest.fixture(scope="module")
 def gpu_bench() -> Any:
-    spec = importlib.util.spec_from_file_location("gpu_bench_under_test", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("gpu_bench")
 
 
 KEY = "llama3-8b-shape"
@@ -61,8 +77,8 @@ def bar_rows(text: str) -> dict[str, str]:
     return {row.split(" | ")[0][2:]: row.rstrip(" |").split(" | ")[-1] for row in rows}
 
 
-def test_bars_read_the_intended_figures(gpu_bench: Any) -> None:
-    text = gpu_bench.summarize({"figures": run_figures()})
+def test_bars_read_the_intended_figures(gpu_summary: Any) -> None:
+    text = gpu_summary.summarize({"figures": run_figures()})
     bars = bar_rows(text)
     assert bars["RAIN s/inner iteration (reference search) <= 0.15"] == "K=4 (stopped at its cap)"
     assert bars["GPU kernel share >= 0.4"] == "default search"
@@ -75,17 +91,17 @@ def test_bars_read_the_intended_figures(gpu_bench: Any) -> None:
     assert "| llama3-8b-shape | lookahead | 8 (2.2) | 12 (4) | – | 60 (0.6) |" in text
 
 
-def test_a_bar_the_run_missed_is_not_met(gpu_bench: Any) -> None:
-    bars = bar_rows(gpu_bench.summarize({"figures": run_figures(sixteen=40.0, share=0.3, k1=0.5, k4=0.2,
+def test_a_bar_the_run_missed_is_not_met(gpu_summary: Any) -> None:
+    bars = bar_rows(gpu_summary.summarize({"figures": run_figures(sixteen=40.0, share=0.3, k1=0.5, k4=0.2,
                                                                 greedy=0.02)}))
     assert set(bars.values()) == {"none"}
 
 
-def test_failed_and_missing_figures_are_never_met(gpu_bench: Any) -> None:
+def test_failed_and_missing_figures_are_never_met(gpu_summary: Any) -> None:
     figures = [f for f in run_figures() if f["what"] not in ("concurrent", "plain_greedy_static")]
     figures.append({"arch": KEY, "what": "concurrent", "engine": "new", "search": "lookahead", "requests": 16,
                     "error": "RuntimeError: CUDA out of memory"})
-    text = gpu_bench.summarize({"figures": figures, "skipped": ["qwen2.5-32b-shape: all"]})
+    text = gpu_summary.summarize({"figures": figures, "skipped": ["qwen2.5-32b-shape: all"]})
     bars = bar_rows(text)
     assert bars["16 concurrent requests' tokens/s over one request's >= 6"] == "–"
     assert "| 16 concurrent requests' tokens/s over one request's >= 6 | not measured | – |" in text
@@ -93,15 +109,15 @@ def test_failed_and_missing_figures_are_never_met(gpu_bench: Any) -> None:
     assert "Skipped for time: qwen2.5-32b-shape: all" in text
 
 
-def test_cpu_rehearsal_reads_the_tiny_shape(gpu_bench: Any) -> None:
+def test_cpu_rehearsal_reads_the_tiny_shape(gpu_summary: Any) -> None:
     figures = [{**f, "arch": "tiny"} for f in run_figures()]
-    assert "The issue's bars (tiny):" in gpu_bench.summarize({"figures": figures})
+    assert "The issue's bars (tiny):" in gpu_summary.summarize({"figures": figures})
 
 
-def test_nvml_busy_share_is_a_kernel_share_variant(gpu_bench: Any) -> None:
+def test_nvml_busy_share_is_a_kernel_share_variant(gpu_summary: Any) -> None:
     figures = run_figures(share=0.3)
     figures[0]["gpu_busy"] = 0.62  # the unprofiled default-search run
-    bars = bar_rows(gpu_bench.summarize({"figures": figures}))
+    bars = bar_rows(gpu_summary.summarize({"figures": figures}))
     assert bars["GPU kernel share >= 0.4"] == "NVML busy, default search unprofiled"
 
 
