@@ -120,10 +120,11 @@ def _throughput(rain: Rain, n: int, outcomes: list[tuple[int, bool]], wall: floa
     """The figures of ``n`` bench requests that committed ``outcomes`` (tokens, finished) in ``wall`` seconds, the
     model having run ``calls0`` forwards before them."""
     tokens = sum(t for t, _ in outcomes)
-    calls = getattr(rain.backend, "model_calls", 0) - calls0
+    counted = hasattr(rain.backend, "model_calls")  # an engine from before the counter (a benchmark's old copy) has none
+    calls = rain.backend.model_calls - calls0 if counted else None
     return {"requests": n, "tokens": tokens, "finished": sum(done for _, done in outcomes), "wall_s": round(wall, 2),
             "tokens_per_s": round(tokens / wall, 3), "model_calls": calls,
-            "calls_per_token": round(calls / max(1, tokens), 2)}
+            "calls_per_token": round(calls / max(1, tokens), 2) if calls is not None else None}
 
 
 def _full_bench(rain: Rain, config: RainConfig, *, n_prompts: int | None, progress: bool) -> dict[str, Any]:

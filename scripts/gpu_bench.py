@@ -412,6 +412,8 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
                     engine="new", parallel_leaves=leaves, **static)
         concurrency_levels(rain, backend, args, section, "reference", args.concurrent_tokens)
     if old is not None and (arch in args.old_archs.split(",") or arch == "tiny"):
+        from rain_core.bench import concurrent_throughput
+
         old_embedder = None
         if minilm:  # what the old engine did: MiniLM on the CPU, in float32
             try:
@@ -429,7 +431,8 @@ def arch_bench(arch: str, args: argparse.Namespace, report: Report, old: Any, mi
                     engine="old", parallel_leaves=1)
         if key and args.old_concurrency:
             section("concurrent", args.concurrency_seconds + 5,
-                    lambda: concurrent(old_rain, 4, args.concurrent_tokens, args.concurrency_seconds), engine="old")
+                    lambda: concurrent_throughput(old_rain, 4, seconds=args.concurrency_seconds, prompts=PROMPTS,
+                                                  max_new_tokens=args.concurrent_tokens), engine="old")
         del old_rain
     if arch in args.static_greedy.split(",") and not static_greedy_early:
         static_greedy(rain, backend, args, section, need=args.compile_seconds)
@@ -470,6 +473,7 @@ def profiled(rain: Any, seconds: float, leaves: int | None, overrides: dict[str,
     extra.update(overrides or {})
     if extra.get("search") != "lookahead":
         extra["max_new_tokens"] = 1
+
     def profile() -> dict[str, Any]:
         return kernel_share(lambda: timed_rain(rain, PROMPTS[2], seconds=seconds, seed=1, **extra))
 
