@@ -177,7 +177,7 @@ class TransformersBackend:
     Work runs in the *current session* (`using`): each generation gets a fresh one (`session()`), so concurrent
     generations neither wait for nor disturb each other; calls outside any session share a default one.
 
-    Sharing forwards between concurrent sessions, two ways:
+    Sharing forwards between concurrent sessions, three ways:
     - ``batch_rollouts`` (default: on): concurrent rollout calls decode as one batch (rollouts.py); a call
       joins a running decode between two steps, with one cache copy per join, and a lone call runs as before.
     - ``batch_prefill`` (default: with either of the others): prefills of concurrent sessions (prefix extensions,

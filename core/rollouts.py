@@ -351,7 +351,7 @@ class RolloutBatcher(TakingTurns):
                     self.static_rounds += 1
                     if len(round_jobs) > 1:
                         self.joined += len(round_jobs) - 1
-                else:  # the static path is off now: these calls decode in the dynamic batch, first in line
+                else:  # the static path is busy or now off: these calls decode in the dynamic batch, first in line
                     for job in round_jobs:
                         job.static = False
                     with self._cond:

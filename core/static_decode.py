@@ -69,6 +69,12 @@ def fits(rows: "Sequence[RowSpec]", alone: bool = True) -> bool:
     return alone or not any(r.stop_at_clause for r in rows)
 
 
+def length_bucket(positions: int) -> int:
+    """The static cache length for ``positions``: the next multiple of ``CACHE_BUCKET``, so that calls of similar
+    length share a cache and its graph."""
+    return -(-positions // CACHE_BUCKET) * CACHE_BUCKET
+
+
 def row_bucket(rows: int) -> int:
     """The batch a call of ``rows`` rows runs as: the next power of two, so that a search whose calls vary in width
     compiles a handful of graphs, not one per width (the extra rows are idle from the start)."""
@@ -176,7 +182,7 @@ def decode_many(backend: "TransformersBackend", jobs: "Sequence[RolloutJob]",
     batch = row_bucket(rows)
     end = max(len(prefix) for prefix in picker.prefixes)  # every row's prefix ends here (left-padded)
     longest = max(spec.max_tokens for spec in picker.specs)
-    length = -(-(end + longest) // CACHE_BUCKET) * CACHE_BUCKET
+    length = length_bucket(end + longest)
 
     class _Stop(StoppingCriteria):
         def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
@@ -227,7 +233,7 @@ def greedy(backend: "TransformersBackend", ids: list[int], max_tokens: int,
     addresses, not recorded again for a fresh cache every call)."""
     from .backend import Rollout
 
-    length = -(-(len(ids) + max_tokens) // CACHE_BUCKET) * CACHE_BUCKET
+    length = length_bucket(len(ids) + max_tokens)
     config = _generation_config(backend, max_new_tokens=max_tokens, eos_token_id=sorted(backend.eos_ids),
                                 pad_token_id=backend.tokenizer.pad_token_id)
     with torch.inference_mode():
