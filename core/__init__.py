@@ -7,7 +7,7 @@ Start with `Rain`::
     print(rain.generate("The movie was", prompt_format="raw").text)
 """
 
-from .backend import TransformersBackend
+from .backends.transformers import TransformersBackend
 from .config import RainConfig
 from .engine import Rain
 from .constrained import ConstraintError, JsonSchemaConstraint

@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from .backend import ResponseGuard, RowSpec, TransformersBackend
+from .backends.transformers import TransformersBackend
+from .model import ResponseGuard, RowSpec
 from .config import RainConfig
 from .constrained import JsonSchemaConstraint, parse_schema
 from .embedder import make_embedder

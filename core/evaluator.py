@@ -28,7 +28,7 @@ from .errors import EvaluatorError, PromptTooLongError
 from .exchange import Exchange
 
 if TYPE_CHECKING:
-    from .backend import LanguageModel
+    from .model import LanguageModel
 
 BUILTIN_PROMPTS = ("harmless", "sentiment", "harmless-conversation", "harmless-letters")
 
@@ -305,9 +305,7 @@ class SelfEvaluator:
     def _raw_probabilities(self, exchange: Exchange) -> tuple[float, float]:
         import torch
 
-        logprobs = self.model.last_token_logprobs(self.rows(exchange))
-        a, b = self.option_ids
-        pair = torch.softmax(logprobs[:, [a, b]], dim=-1)
+        pair = torch.softmax(self.model.option_logprobs(self.rows(exchange), self.option_ids), dim=-1)
         if self.prompt.answer == "label":  # the good label's token is option 0 in both orders
             return float(pair[0, 0]), float(pair[1, 0])
         return float(pair[0, 0]), float(pair[1, 1])  # letters: the good option is A, then B
@@ -337,7 +335,7 @@ class SelfEvaluator:
         import torch
 
         rows = [row for exchange in exchanges for row in self.rows(exchange)]
-        pairs = torch.softmax(self.model.last_token_logprobs(rows)[:, list(self.option_ids)], dim=-1)
+        pairs = torch.softmax(self.model.option_logprobs(rows, self.option_ids), dim=-1)
         good = 0 if self.prompt.answer == "label" else 1  # where the good option sits in the second order
         return [self._vote(self._calibrate(exchange, (float(pairs[2 * i, 0]), float(pairs[2 * i + 1, good]))))
                 for i, exchange in enumerate(exchanges)]

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from .backend import LanguageModel, RowSpec
+from .model import LanguageModel, RowSpec
 from .config import CLAUSE_END_CHARS, RainConfig
 from .embedder import Embedder
 from .evaluator import Evaluator

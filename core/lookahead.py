@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from .backend import RowSpec
+from .model import RowSpec
 from .config import CLAUSE_END_CHARS
 from .search import RainSearch
 from .tree import Node, backup, record_peak

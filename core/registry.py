@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Generic, Hashable, TypeVar
 
-from .backend import TransformersBackend
+from .backends.transformers import TransformersBackend
 from .models import DEFAULT_MODEL, LoadedModel, load_model
 
 V = TypeVar("V")

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from .backend import LanguageModel, ResponseGuard, RowSpec, Rollout
+from .model import LanguageModel, ResponseGuard, RowSpec, Rollout
 from .config import RainConfig
 from .embedder import Embedder
 from .evaluator import Evaluator
@@ -274,10 +274,8 @@ class RainSearch(Generation):
         cfg = self.config
         depth = leaf.depth + 1
         if not rollouts:
-            logprobs = self.model.next_token_logprobs(leaf_ids, self.guard)
-            top = torch.topk(logprobs, min(cfg.widen_max_children, logprobs.shape[-1]))
-            # a constraint's masked tokens (log-probability -inf) never become children
-            ranking = [(t, lp) for t, lp in zip(top.indices.tolist(), top.values.tolist()) if lp > -math.inf]
+            # a constraint's masked tokens never become children: the seam leaves them out of the ranking
+            ranking = self.model.top_logprobs(leaf_ids, cfg.widen_max_children, self.guard)
             children = [self._child(leaf, [tok], math.exp(lp), depth, path_len) for tok, lp in ranking[: cfg.num_candidates]]
             children[0].is_greedy = True
             leaf.widen_state = ranking

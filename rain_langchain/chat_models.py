@@ -227,7 +227,7 @@ class ChatRain(RainFields, BaseChatModel):
         for name in names:
             ids = backend.encode(opening + name + '"')
             start = max(1, next((i for i, (a, b) in enumerate(zip(base, ids)) if a != b), len(base)))
-            scores.append(sum(float(backend.next_token_logprobs(ids[:i])[ids[i]]) for i in range(start, len(ids))))
+            scores.append(sum(float(backend.option_logprobs([ids[:i]], [ids[i]])[0, 0]) for i in range(start, len(ids))))
         return names[scores.index(max(scores))]
 
     def _run(self, call: _Call) -> GenerationResult:

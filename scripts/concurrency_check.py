@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from rain_core import Rain
-from rain_core.backend import TransformersBackend
+from rain_core.backends.transformers import TransformersBackend
 from rain_core.bench import BENCH_PROMPTS
 from rain_core.models import load_model
 

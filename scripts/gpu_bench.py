@@ -172,7 +172,7 @@ def warm_static(rain: Any, batches: tuple[int, ...]) -> dict[str, Any]:
     timed in all and per batch size."""
     import torch
 
-    from rain_core.backend import RowSpec
+    from rain_core.model import RowSpec
 
     backend = rain.backend
     ids = backend.encode(PROMPTS[0])
@@ -287,7 +287,7 @@ def bench(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(_package_root()))
     import rain_core
     from rain_core import Rain, RainConfig
-    from rain_core.backend import TransformersBackend
+    from rain_core.backends.transformers import TransformersBackend
     from rain_core.models import load_random_init
 
     old = None

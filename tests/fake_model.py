@@ -8,7 +8,7 @@ from typing import Sequence
 
 import torch
 
-from rain_core.backend import ResponseGuard, Rollout, RowSpec
+from rain_core.model import ResponseGuard, Rollout, RowSpec
 
 VOCAB = list("abcxyz ,.") + ["<eos>"]
 EOS = len(VOCAB) - 1
@@ -48,8 +48,9 @@ class FakeModel:
         weights = torch.tensor(self.table[ids[-1]] if ids else self.table[0])
         return torch.log(weights / weights.sum())
 
-    def next_token_logprobs(self, ids: Sequence[int], guard: ResponseGuard | None = None) -> torch.Tensor:
-        return self._logprobs(ids)
+    def top_logprobs(self, ids: Sequence[int], k: int, guard: ResponseGuard | None = None) -> list[tuple[int, float]]:
+        top = torch.topk(self._logprobs(ids), min(k, len(self.table[0])))
+        return list(zip(top.indices.tolist(), top.values.tolist()))
 
     def rollouts(self, ids: Sequence[int], rows: Sequence[RowSpec], generator: torch.Generator,
                  guard: ResponseGuard | None = None, keep: bool = False) -> list[Rollout]:
@@ -79,5 +80,5 @@ class FakeModel:
             out.append(Rollout(tokens=tokens, logprob=logprob, finish=finish))
         return out
 
-    def last_token_logprobs(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
-        return torch.stack([self._logprobs(r) for r in rows])
+    def option_logprobs(self, rows: Sequence[Sequence[int]], options: Sequence[int]) -> torch.Tensor:
+        return torch.stack([self._logprobs(r) for r in rows])[:, list(options)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Hashable
 
-from ..backend import TransformersBackend
+from ..backends.transformers import TransformersBackend
 from ..engine import Rain
 from ..errors import ConfigError
 from ..evaluator import EvaluationPrompt

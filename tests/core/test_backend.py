@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from rain_core import kv
-from rain_core.backend import RowSpec
+from rain_core.backends.transformers import kv
+from rain_core.model import RowSpec
 
 
 def test_cached_logits_equal_full_recomputation(tiny_backend):
@@ -75,7 +75,7 @@ def test_clause_rows_stop_at_clause_end(tiny_backend):
 
 def test_static_cache_greedy_matches_the_dynamic_path(tiny_loaded):
     """The CUDA fast path for plain greedy decoding (transformers' static cache), exercised on CPU."""
-    from rain_core.backend import TransformersBackend
+    from rain_core.backends.transformers import TransformersBackend
 
     fast = TransformersBackend(tiny_loaded, static_greedy=True)
     slow = TransformersBackend(tiny_loaded, static_greedy=False)
@@ -90,7 +90,8 @@ def test_static_greedy_reuses_the_one_row_static_cache(tiny_loaded):
     recorded for a cache's addresses: a fresh cache per call would record it again every call)."""
     import torch
 
-    from rain_core.backend import RowSpec, TransformersBackend
+    from rain_core.backends.transformers import TransformersBackend
+    from rain_core.model import RowSpec
 
     fast = TransformersBackend(tiny_loaded, static_greedy=True, static_rollouts=True)
     slow = TransformersBackend(tiny_loaded, static_greedy=False, static_rollouts=False)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from rain_core import Rain
-from rain_core.backend import TransformersBackend
+from rain_core.backends.transformers import TransformersBackend
 from rain_core.bench import BENCH_PROMPTS, concurrency_levels, concurrent_throughput, serial_throughput
 from rain_core.cli import _request_counts
 from test_rollout_batching import hold_first_call

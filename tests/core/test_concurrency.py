@@ -8,8 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from rain_core import Rain, kv
-from rain_core.backend import RowSpec, TransformersBackend
+from rain_core import Rain
+from rain_core.backends.transformers import kv
+from rain_core.backends.transformers import TransformersBackend
+from rain_core.model import RowSpec
 from test_search import _judge_positive
 
 BUDGET = dict(max_iterations=8, min_iterations=4, max_new_tokens=10)
@@ -114,7 +116,7 @@ def test_prefills_through_the_batcher_equal_a_from_scratch_forward(tiny_loaded):
 
 def test_merged_prefills_and_steps_of_concurrent_requests(tiny_loaded):
     """Jobs of different widths and cache lengths (some without a cache) in one forward give what each gets alone."""
-    from rain_core.batching import StepJob
+    from rain_core.backends.transformers.batching import StepJob
 
     backend = TransformersBackend(tiny_loaded, batch_steps=True, batch_prefill=True)
     a, b = backend.encode("Human: How are you today?"), backend.encode("Rain falls on the quiet town.")

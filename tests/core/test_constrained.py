@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rain_core import RainConfig
-from rain_core.backend import ResponseGuard, RowSpec
+from rain_core.model import ResponseGuard, RowSpec
 from rain_core.constrained import ConstraintError, JsonSchemaConstraint, decoding_schema
 from rain_core.exchange import format_prompt
 from rain_core.search import RainSearch

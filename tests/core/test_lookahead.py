@@ -277,7 +277,7 @@ def _count_e_judge(prompt: str, response: str) -> float:
 def fresh_backend():
     from tiny_model import build_tiny_model
 
-    from rain_core.backend import TransformersBackend
+    from rain_core.backends.transformers import TransformersBackend
 
     return TransformersBackend(build_tiny_model(seed=0))
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rain_core import ConfigError, Rain, RainConfig
-from rain_core.backend import ResponseGuard
+from rain_core.model import ResponseGuard
 
 
 def _repeats(tokens: list[int], n: int) -> bool:

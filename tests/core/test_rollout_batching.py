@@ -1,4 +1,4 @@
-"""Concurrent rollout calls decoding as one batch (rain_core.rollouts): each call gets what it gets alone."""
+"""Concurrent rollout calls decoding as one batch (rain_core.backends.transformers.rollouts): each call gets what it gets alone."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from rain_core import Rain
-from rain_core.backend import RowSpec, TransformersBackend
-from rain_core.rollouts import DecodeBatch, RolloutJob
+from rain_core.backends.transformers import TransformersBackend
+from rain_core.model import RowSpec
+from rain_core.backends.transformers.rollouts import DecodeBatch, RolloutJob
 from test_concurrency import concurrent_token_ids
 
 PROMPTS = ("How are you today?", "Write a review of the movie.", "Tell me a story", "Rain")

@@ -7,8 +7,10 @@ import shutil
 import pytest
 import torch
 
-from rain_core import Rain, static_decode
-from rain_core.backend import ResponseGuard, RowSpec, TransformersBackend
+from rain_core import Rain
+from rain_core.backends.transformers import static_decode
+from rain_core.backends.transformers import TransformersBackend
+from rain_core.model import ResponseGuard, RowSpec
 
 ROWS = [RowSpec("greedy", 9), RowSpec("full", 12), RowSpec("top_k", 7, top_k=5), RowSpec("full", 3)]
 #: the reference search's kind of call: candidates, and a simulation row that ends at a clause end
@@ -141,7 +143,7 @@ def test_compiled_static_rollouts_compile_once_per_batch_and_keep_the_tokens(tin
         assert static.static_rollouts  # compiled, and did not fall back
         assert [r.tokens for r in got] == [r.tokens for r in want]
     # a static round of three calls with prefixes of different lengths (left-padded): 4 rows, the same graph
-    from rain_core.rollouts import RolloutJob
+    from rain_core.backends.transformers.rollouts import RolloutJob
 
     calls = [(long, ROWS[:2]), (short, ROWS[:1]), (static.encode("Human: How are you?"), ROWS[1:2])]
     jobs = []
@@ -183,7 +185,7 @@ def test_a_static_cache_that_misreads_the_copied_prefix_is_caught(tiny_loaded, m
 def test_calls_of_different_prefixes_decode_together_as_each_alone(tiny_loaded):
     """Three calls (prefixes of different lengths, so two are left-padded; each its own generator and guard) in one
     static decode: every call gets the dynamic loop's tokens for it alone, counted in its own session."""
-    from rain_core.rollouts import RolloutJob
+    from rain_core.backends.transformers.rollouts import RolloutJob
 
     static = TransformersBackend(tiny_loaded, static_rollouts=True, batch_rollouts=False)
     dynamic = TransformersBackend(tiny_loaded, static_rollouts=False, batch_rollouts=False)
@@ -254,7 +256,7 @@ def test_graph_thread_carries_context_errors_and_nested_calls():
     import contextvars
     import threading
 
-    from rain_core.graph_thread import GraphThread
+    from rain_core.backends.transformers.graph_thread import GraphThread
 
     graphs = GraphThread()
     current: contextvars.ContextVar[str] = contextvars.ContextVar("current", default="none")
@@ -274,7 +276,7 @@ def test_graph_thread_carries_context_errors_and_nested_calls():
 def test_backends_on_one_device_share_its_graph_thread(tiny_loaded):
     """Two backends over one model (say, a bit-exact one beside the shared one) replay the same compiled step, so
     they hand their static decodes to the same thread."""
-    from rain_core import graph_thread
+    from rain_core.backends.transformers import graph_thread
 
     one = TransformersBackend(tiny_loaded, static_rollouts=True)
     other = TransformersBackend(tiny_loaded, static_rollouts=True, batch_rollouts=False)

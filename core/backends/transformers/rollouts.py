@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import torch
 
+from ...model import ResponseGuard, Rollout, RowSpec
 from . import kv
 from .batching import TakingTurns
 
 if TYPE_CHECKING:  # the backend imports this module; these are its types
-    from .backend import ResponseGuard, Rollout, RowSpec, TransformersBackend
+    from .backend import TransformersBackend
 
 #: why a row ended (`Rollout.finish`)
 Finish = Literal["eos", "clause", "length"]
@@ -99,7 +100,6 @@ class DecodeBatch:
 
     def admit(self, job: RolloutJob) -> None:
         """Add ``job``'s rows; they sample at the next step."""
-        from .backend import Rollout
 
         new: list[_Row] = []
         for group, ((ids, specs), entry) in enumerate(zip(job.groups, job.entries)):

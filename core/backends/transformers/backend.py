@@ -19,135 +19,20 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Protocol, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
+from ...config import CLAUSE_END_CHARS
+from ...model import ResponseGuard, Rollout, RowSpec
+from ...models import LoadedModel
 from . import graph_thread, kv, static_decode
 from .batching import StepBatcher, StepJob
-from .config import CLAUSE_END_CHARS
-from .models import LoadedModel
 from .rollouts import DecodeBatch, RolloutBatcher, RolloutJob
 
 log = logging.getLogger(__name__)
 
-SampleMode = Literal["greedy", "top_k", "full"]
-
 _END_OF_TURN_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end|>", "</s>", "<end_of_turn>", "<|eos|>")
-
-
-@dataclass(frozen=True)
-class RowSpec:
-    """One row of a batched sampling call.
-
-    mode: ``greedy`` (argmax), ``top_k`` (sample among the ``top_k`` most likely) or ``full`` (temperature-1 sampling).
-    max_tokens: row length limit. stop_at_clause: also stop once the row's last token ends a clause.
-    """
-
-    mode: SampleMode
-    max_tokens: int
-    stop_at_clause: bool = False
-    top_k: int = 0
-
-
-@dataclass(frozen=True)
-class ResponseGuard:
-    """Rules applied to every next-token distribution of the response: soft ``processors`` (e.g. a no-repeat n-gram
-    rule) and a hard ``constraint`` (e.g. a JSON schema's grammar, `rain_core.constrained`).
-
-    start: where the response begins in the ids the backend is given; rules see only the response's tokens, so a
-    rule like "no repeated 3-gram" ignores the prompt (a tool schema or a review prefix may repeat freely).
-    The constraint is applied last and always wins: where the soft rules leave no token it allows, it masks the
-    unprocessed logits instead (a grammar that must close a string overrides "no repeated 3-gram").
-    """
-
-    processors: Any  # transformers.LogitsProcessorList, or None
-    start: int
-    constraint: Any = None  # a logits processor whose mask must hold
-
-    @classmethod
-    def no_repeat_ngrams(cls, size: int, start: int) -> "ResponseGuard | None":
-        """A guard banning repeated ``size``-grams in the response, or None when ``size`` is 0 (off)."""
-        return cls.build(start, no_repeat_ngram_size=size)
-
-    @classmethod
-    def build(cls, start: int, *, no_repeat_ngram_size: int = 0, constraint: Any = None) -> "ResponseGuard | None":
-        """The guard for these rules, or None when there are none."""
-        processors = None
-        if no_repeat_ngram_size > 0:
-            from transformers import LogitsProcessorList, NoRepeatNGramLogitsProcessor
-
-            processors = LogitsProcessorList([NoRepeatNGramLogitsProcessor(no_repeat_ngram_size)])
-        if processors is None and constraint is None:
-            return None
-        return cls(processors, start, constraint)
-
-    def apply(self, histories: Sequence[Sequence[int]], logits: torch.Tensor) -> torch.Tensor:
-        """Processed ``logits`` (one row per history; every history has the same length)."""
-        responses = torch.tensor([list(h[self.start:]) for h in histories], dtype=torch.long).reshape(len(histories), -1)
-        responses = responses.to(logits.device)
-        out = logits
-        if self.processors is not None and responses.shape[1] > 0:
-            out = self.processors(responses, logits.clone())
-        if self.constraint is None:
-            return out
-        masked = self.constraint(responses, out.clone())
-        stuck = ~torch.isfinite(masked).any(dim=-1)
-        if bool(stuck.any()):
-            masked[stuck] = self.constraint(responses[stuck], logits[stuck].clone())
-        return masked
-
-
-@dataclass
-class Rollout:
-    """Tokens one row produced, their joint log-probability under the model, and why the row ended."""
-
-    tokens: list[int]
-    logprob: float
-    finish: Literal["eos", "clause", "length"]
-
-
-class LanguageModel(Protocol):
-    """What the search and the self-evaluator need from a model: the seam a new backend (a batching GPU scheduler,
-    a served model) implements without touching the search. `TransformersBackend` is the implementation; the
-    unit tests drive the search through a scripted fake (tests/fake_model.py).
-
-    Counters: ``forward_calls`` and ``tokens_processed`` count every forward pass and input position, judging
-    included (what `rain bench` and the equal-compute comparisons read).
-
-    Optional: ``rollouts_many(groups, generator, guard)`` (several prefixes' rows in one batch; `parallel_leaves`
-    uses it when present, else one `rollouts` call per leaf).
-    """
-
-    tokenizer: Any
-    forward_calls: int
-    tokens_processed: int
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text`` without special tokens."""
-        ...
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text of ``ids`` without special tokens."""
-        ...
-
-    def is_eos(self, token: int) -> bool:
-        """Whether ``token`` ends the response (end of text or end of turn)."""
-        ...
-
-    def next_token_logprobs(self, ids: Sequence[int], guard: ResponseGuard | None = None) -> torch.Tensor:
-        """Log-probabilities of the token after ``ids``, shape [vocab]."""
-        ...
-
-    def rollouts(self, ids: Sequence[int], rows: Sequence[RowSpec], generator: torch.Generator,
-                 guard: ResponseGuard | None = None, keep: bool = False) -> list[Rollout]:
-        """Continue ``ids`` once per row (one batch); each row ends on EOS, its length or (if asked) a clause end.
-        ``keep`` is a caching hint for a single row that will be continued (a backend may ignore it)."""
-        ...
-
-    def last_token_logprobs(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Next-token log-probabilities after each row, shape [rows, vocab] (the judge's option read-out)."""
-        ...
 
 
 @dataclass
@@ -434,6 +319,12 @@ class TransformersBackend:
                 logits = guard.apply([ids], logits.unsqueeze(0))[0]
             return torch.log_softmax(logits, dim=-1)
 
+    def top_logprobs(self, ids: Sequence[int], k: int, guard: ResponseGuard | None = None) -> list[tuple[int, float]]:
+        """The seam's sparse read: the ``k`` likeliest next tokens after ``ids`` (tokens the guard masks left out)."""
+        logprobs = self.next_token_logprobs(ids, guard)
+        top = torch.topk(logprobs, min(k, logprobs.shape[-1]))
+        return [(t, lp) for t, lp in zip(top.indices.tolist(), top.values.tolist()) if lp > float("-inf")]
+
     def full_logits(self, ids: Sequence[int]) -> torch.Tensor:
         """Logits at every position of ``ids`` computed from scratch (no cache): the reference for tests."""
         with torch.inference_mode():
@@ -594,6 +485,10 @@ class TransformersBackend:
                 logits, _ = self._forward(batch, cache, keep_last=False)
             last = torch.stack([logits[i, len(t) - 1] for i, t in enumerate(tails)])
             return torch.log_softmax(last, dim=-1)
+
+    def option_logprobs(self, rows: Sequence[Sequence[int]], options: Sequence[int]) -> torch.Tensor:
+        """The seam's judge read-out: log-probabilities of the ``options`` token ids after each row, [rows, options]."""
+        return self.last_token_logprobs(rows)[:, list(options)]
 
     def mean_hidden_states(self, texts: Sequence[str]) -> torch.Tensor:
         """Mean-pooled last hidden states of ``texts``: the fallback sentence embedding when no encoder is installed."""

@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
+from ...model import Rollout, RowSpec
 from .rollouts import finish_of, pick_rows
 
 if TYPE_CHECKING:
-    from .backend import Rollout, RowSpec, TransformersBackend
+    from .backend import TransformersBackend
     from .rollouts import RolloutJob
 
 #: static caches are allocated in multiples of this many positions, so calls of similar length reuse one graph
@@ -87,7 +88,6 @@ class _Picker:
     have ended. Rows beyond the calls' own (padding to the batch bucket) are idle from the start."""
 
     def __init__(self, backend: "TransformersBackend", jobs: "Sequence[RolloutJob]") -> None:
-        from .backend import Rollout
 
         self.backend = backend
         self.jobs = list(jobs)
@@ -231,7 +231,6 @@ def greedy(backend: "TransformersBackend", ids: list[int], max_tokens: int,
     """Plain greedy decoding of ``ids`` by `generate` on a static cache from ``caches`` (one row: the rollouts'
     one-row cache of the same length bucket, so the compiled step's CUDA graph is the one already recorded for its
     addresses, not recorded again for a fresh cache every call)."""
-    from .backend import Rollout
 
     length = length_bucket(len(ids) + max_tokens)
     config = _generation_config(backend, max_new_tokens=max_tokens, eos_token_id=sorted(backend.eos_ids),
