@@ -23,17 +23,14 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from ...config import CLAUSE_END_CHARS
 from ...model import ResponseGuard, Rollout, RowSpec
 from ...models import LoadedModel
+from ..vocabulary import clause_end_ids, end_of_response_ids
 from . import graph_thread, kv, static_decode
 from .batching import StepBatcher, StepJob
 from .rollouts import DecodeBatch, RolloutBatcher, RolloutJob
 
 log = logging.getLogger(__name__)
-
-_END_OF_TURN_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end|>", "</s>", "<end_of_turn>", "<|eos|>")
-
 
 @dataclass
 class _Entry:
@@ -97,7 +94,7 @@ class TransformersBackend:
         # whether logits_to_keep also takes a tensor of positions (else all logits are computed and indexed)
         self._keep_positions = self._keep_kwarg is not None and "Tensor" in str(params[self._keep_kwarg].annotation)
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])  # the width of the logits
-        self.eos_ids = self._find_eos_ids()
+        self.eos_ids = end_of_response_ids(self.tokenizer, getattr(self.model.generation_config, "eos_token_id", None))
         self._clause_end = self._clause_end_mask()
         # Concurrent requests' rollouts decode as one batch (rollouts.py). On a GPU a forward of many rows costs
         # what one costs; on the 2-core CPU, 16 concurrent SmolLM2 requests ran twice as fast shared, 4 as fast.
@@ -120,6 +117,11 @@ class TransformersBackend:
         self._static_lock = threading.Lock()  # one static decode at a time (its cache is reused)
         # every static decode runs on the device's one graph thread: CUDA graphs belong to the thread that recorded them
         self.graph_thread = graph_thread.for_device(self.device)
+
+    @property
+    def name(self) -> str:
+        """The model's name (what results and reports show)."""
+        return self.loaded.name
 
     # ----------------------------------------------------------------------------------------------- sessions
     @contextmanager
@@ -168,24 +170,9 @@ class TransformersBackend:
     def is_eos(self, token: int) -> bool:
         return token in self.eos_ids
 
-    def _find_eos_ids(self) -> set[int]:
-        ids: set[int] = set()
-        for source in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
-            if isinstance(source, int):
-                ids.add(source)
-            elif isinstance(source, (list, tuple)):
-                ids.update(int(x) for x in source)
-        vocab = self.tokenizer.get_vocab()
-        ids.update(vocab[t] for t in _END_OF_TURN_TOKENS if t in vocab)
-        return ids
-
     def _clause_end_mask(self) -> torch.Tensor:
-        size = self.vocab_size
-        texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
-        mask = torch.zeros(size, dtype=torch.bool)
-        for i, text in enumerate(texts[:size]):
-            if text and text[-1] in CLAUSE_END_CHARS:
-                mask[i] = True
+        mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+        mask[clause_end_ids(self.tokenizer, self.vocab_size)] = True
         return mask
 
     # -------------------------------------------------------------------------------------------- forward
@@ -324,6 +311,12 @@ class TransformersBackend:
         logprobs = self.next_token_logprobs(ids, guard)
         top = torch.topk(logprobs, min(k, logprobs.shape[-1]))
         return [(t, lp) for t, lp in zip(top.indices.tolist(), top.values.tolist()) if lp > float("-inf")]
+
+    def sequence_logprobs(self, ids: Sequence[int], start: int) -> list[float]:
+        """Log-probabilities of ``ids[start:]``, each given what precedes it, from scratch (no cache, no counting):
+        what fluency measures read."""
+        logprobs = torch.log_softmax(self.full_logits(ids)[start - 1:-1], dim=-1)
+        return logprobs.gather(1, torch.tensor(list(ids[start:]), device=logprobs.device).unsqueeze(1))[:, 0].tolist()
 
     def full_logits(self, ids: Sequence[int]) -> torch.Tensor:
         """Logits at every position of ``ids`` computed from scratch (no cache): the reference for tests."""
