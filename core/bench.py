@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import torch
 
+from .backends.served.options import ServerOptions
 from .config import RainConfig
 from .engine import Rain
 from .registry import shared_backend
@@ -53,10 +54,12 @@ HARMFUL_PROMPTS = 8
 def run_bench(*, model: str = "smollm2", device: str | None = None, dtype: str | None = None,
               config: RainConfig | None = None, evaluator: str = "harmless", soft: bool = False,
               similarity: bool = True, n_prompts: int | None = None, random_init: str | None = None,
-              progress: bool = True, concurrency: Sequence[int] = ()) -> dict[str, Any]:
+              progress: bool = True, concurrency: Sequence[int] = (),
+              server: ServerOptions | None = None) -> dict[str, Any]:
+    """``server``: bench the model served there (vLLM) instead of in this process; the same prompts and judge."""
     config = config or RainConfig(max_new_tokens=32)
     loaded: Any = load_random_init(random_init, device=device, dtype=dtype) if random_init else model
-    backend = shared_backend(loaded, device=device, dtype=dtype)
+    backend = shared_backend(loaded, device=device, dtype=dtype, server=server)
     rain = Rain(backend, evaluator=evaluator, config=config, soft=soft, similarity=similarity)
     if config.mode == "guard":
         report = run_guard_bench(rain, n_prompts=n_prompts, progress=progress)
@@ -157,6 +160,7 @@ def _full_bench(rain: Rain, config: RainConfig, *, n_prompts: int | None, progre
     return {
         "model": rain.model_name,
         "device": str(backend.device),
+        "server": getattr(backend, "base_url", None),
         "device_name": torch.cuda.get_device_name(0) if str(backend.device).startswith("cuda") else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "prompts": len(runs),

@@ -10,9 +10,10 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import asdict
 from typing import Any, Sequence
 
-from .cli_options import add_config_flags, add_judge_flags, add_model_flags, config_from
+from .cli_options import add_config_flags, add_judge_flags, add_model_flags, config_from, server_from
 from .config import RainConfig
 from .errors import RainError
 
@@ -49,7 +50,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = config_from(args)
     rain = Rain(args.model, evaluator=args.evaluator, config=config, soft=args.soft,
                 similarity=not args.no_similarity, prompt_format=args.prompt_format, device=args.device,
-                dtype=args.dtype)
+                dtype=args.dtype, **asdict(server_from(args)))
     show = not args.json and not args.quiet and sys.stderr.isatty()
     status, update = _progress(show or args.progress)
     if status:
@@ -106,7 +107,7 @@ def _request_counts(text: str) -> tuple[int, ...]:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    report = run_bench(model=args.model, device=args.device, dtype=args.dtype,
+    report = run_bench(model=args.model, device=args.device, dtype=args.dtype, server=server_from(args),
                        config=config_from(args, RainConfig(max_new_tokens=32)),
                        evaluator=args.evaluator, soft=args.soft, similarity=not args.no_similarity,
                        n_prompts=args.prompts, random_init=args.random_init,

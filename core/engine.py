@@ -6,7 +6,8 @@ context window, and the search runs in its own backend session (its own KV cache
 block), yielding committed text and then the final result. `generate` and `stream` consume it; the LangChain and
 LlamaIndex integrations (sync, streaming and async) call it too. Sessions share nothing a request writes, so one
 loaded model serves many threads and framework objects at once, each request computing exactly what it would alone;
-on CUDA their decode steps share forward passes (batching.py).
+on CUDA their decode steps share forward passes (backends/transformers/batching.py); on a served model the server
+batches them (backends/served/).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from .backends.served import ServedBackend
+from .backends.served.options import ServerOptions
 from .backends.transformers import TransformersBackend
-from .model import ResponseGuard, RowSpec
+from .model import LanguageModel, ResponseGuard, RowSpec
 from .config import RainConfig
 from .constrained import JsonSchemaConstraint, parse_schema
 from .embedder import make_embedder
@@ -27,7 +30,7 @@ from .errors import ConfigError, PromptTooLongError
 from .evaluator import Evaluator, Judgement, SelfEvaluator, resolve_evaluator
 from .exchange import Exchange, FormattedPrompt, Message, PromptFormat, format_prompt
 from .models import DEFAULT_MODEL, LoadedModel
-from .registry import shared_backend
+from .registry import judge_backend, shared_backend
 from .results import GenerationResult, SearchStats
 from .guard import GuardedGeneration
 from .lookahead import search_class
@@ -41,23 +44,38 @@ class Rain:
 
     Args:
         model: a model spec (``"smollm2"``, a local folder, a ``.gguf`` file, a cached HF id), a `LoadedModel`,
-            or a `TransformersBackend` to share.
+            or a backend to share (`TransformersBackend`, `ServedBackend`).
         evaluator: ``"harmless"`` (default), ``"sentiment"``, a prompt file path, an `EvaluationPrompt`, an
             `Evaluator`, or a function of the conversation text (or of prompt and response) returning [-1, 1].
         config: a `RainConfig`; keyword overrides of its fields may be passed too (``max_new_tokens=32``).
         soft: score self-evaluations by probability margin instead of the reference hard vote.
         similarity: sentence encoder for similarity credit and widening (see `make_embedder`); False turns both off.
         prompt_format: ``auto``, ``chat``, ``plain`` or ``raw`` (see exchange.py).
+        base_url, api_key, timeout, served_model: run the model on an OpenAI-compatible server (vLLM, SGLang)
+            instead of in this process (`ServerOptions`); ``model`` then names the tokenizer to load here.
+        judge_model: the model the self-evaluation runs on, when it is not the generator: a model spec, a server URL
+            (``http://host:8000/v1``), a `Rain` or a backend. A larger judge is the remedy for a 135M model's weak
+            harm judgements.
     """
 
-    def __init__(self, model: str | LoadedModel | TransformersBackend = DEFAULT_MODEL, *,
+    def __init__(self, model: str | LoadedModel | LanguageModel = DEFAULT_MODEL, *,
                  evaluator: Any = "harmless", config: RainConfig | None = None, soft: bool = False,
                  similarity: Any = True, prompt_format: PromptFormat = "auto", device: str | None = None,
-                 dtype: str | None = None, **overrides: Any) -> None:
-        self.backend = model if isinstance(model, TransformersBackend) else shared_backend(model, device=device,
-                                                                                             dtype=dtype)
+                 dtype: str | None = None, base_url: str | None = None, api_key: str | None = None,
+                 timeout: float | None = None, served_model: str | None = None, judge_model: Any = None,
+                 **overrides: Any) -> None:
+        server = ServerOptions.pick(dict(base_url=base_url, api_key=api_key, timeout=timeout,
+                                         served_model=served_model))
+        if server.unused() and judge_model is None:
+            raise ConfigError(server.unused_message())
+        if isinstance(model, (TransformersBackend, ServedBackend)):
+            self.backend: Any = model
+        else:
+            self.backend = shared_backend(model, device=device, dtype=dtype, server=server)
         self.config = (config or RainConfig()).updated(**overrides) if overrides else (config or RainConfig())
-        self.evaluator: Evaluator = resolve_evaluator(evaluator, self.backend, soft=soft)
+        self.judge_backend = self.backend if judge_model is None else judge_backend(judge_model, server, device=device,
+                                                                                      dtype=dtype)
+        self.evaluator: Evaluator = resolve_evaluator(evaluator, self.judge_backend, soft=soft)
         self.embedder = make_embedder(similarity, self.backend)
         self.prompt_format: PromptFormat = prompt_format
         format_prompt(self.backend.tokenizer, "check", prompt_format)  # fail now on a bad format
@@ -69,7 +87,7 @@ class Rain:
 
     @property
     def model_name(self) -> str:
-        return self.backend.loaded.name
+        return self.backend.name
 
     @property
     def context_window(self) -> int:
@@ -132,6 +150,7 @@ class Rain:
         """
         config = self.resolve_config(config, overrides)
         formatted, ids = self._prepare(prompt, config, prompt_format)
+        self._check_guards(config, json_schema, "the search")
         runner = GuardedGeneration if config.mode == "guard" else search_class(config.search)
         search = runner(model=self.backend, evaluator=self.evaluator, embedder=self.embedder, config=config,
                         prompt=formatted, prompt_ids=ids, generator=self._generator(config.seed), trace=trace,
@@ -187,7 +206,9 @@ class Rain:
             raise ConfigError("generate_plain: num_samples must be >= 1, and 1 when sample=False.")
         config = self.resolve_config(None, overrides)
         formatted, ids = self._prepare(prompt, config, prompt_format)
-        constraint = self.constraint(json_schema)
+        self._check_guards(config, json_schema, "plain decoding")
+        served_schema = json_schema is not None and not getattr(self.backend, "supports_guards", True)
+        constraint = None if served_schema else self.constraint(json_schema)
         stops = tuple(config.stop) + formatted.stop_markers
         self.backend.reset_cache()
         with self.backend.session() as session, self.backend.using(session):
@@ -196,7 +217,10 @@ class Rain:
             rows = [RowSpec("full" if sample else "greedy", config.max_new_tokens)] * num_samples
             guard = ResponseGuard.build(len(ids), no_repeat_ngram_size=config.no_repeat_ngram_size,
                                         constraint=constraint)
-            if not sample and guard is None:
+            if served_schema:  # the server's structured outputs constrain the whole completion
+                rollouts = self.backend.structured(ids, config.max_new_tokens, parse_schema(json_schema), sample=sample,
+                                                   seed=config.seed or 0, n=num_samples)
+            elif not sample and guard is None:
                 rollouts = [self.backend.greedy(ids, config.max_new_tokens)]
             else:
                 rollouts = self.backend.rollouts(ids, rows, self._generator(config.seed), guard)
@@ -218,6 +242,19 @@ class Rain:
             results.append(GenerationResult(text=text, token_ids=out, finish_reason=finish, stats=stats))
         return results
 
+    def _check_guards(self, config: RainConfig, json_schema: Any, where: str) -> None:
+        """Refuse, before any work, rules the backend cannot apply to every sampled token (a served model)."""
+        if getattr(self.backend, "supports_guards", True):
+            return
+        if config.no_repeat_ngram_size:
+            raise ConfigError(f"no_repeat_ngram_size={config.no_repeat_ngram_size} cannot run on a served model "
+                              f"({self.backend.base_url}): the rule acts on every sampled token inside the server. "
+                              "Set it to 0.")
+        if json_schema is not None and where == "the search":
+            raise ConfigError(f"json_schema cannot constrain {where} on a served model ({self.backend.base_url}): "
+                              "the server's structured outputs start from the beginning of the completion, and the "
+                              "search continues mid-response. Use generate_plain(json_schema=...) there.")
+
     def constraint(self, json_schema: Any) -> JsonSchemaConstraint | None:
         """The grammar constraint for ``json_schema`` (a dict or JSON text) on this model; a `JsonSchemaConstraint`
         passes through, None means no constraint."""
@@ -238,7 +275,7 @@ class Rain:
                   prompt_format: PromptFormat | None = None) -> Judgement:
         """Judge ``response`` to ``prompt`` with this engine's judge (or ``evaluator``): the score in [-1, 1] and, for
         a self-evaluation prompt, P(good) under both option orders, from one pass of the judge."""
-        judge = self.evaluator if evaluator is None else resolve_evaluator(evaluator, self.backend)
+        judge = self.evaluator if evaluator is None else resolve_evaluator(evaluator, self.judge_backend)
         exchange = self._exchange(prompt, response, prompt_format)
         return judge.judge(exchange)
 

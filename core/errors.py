@@ -27,3 +27,12 @@ class EvaluatorError(RainError, ValueError):
 
 class PromptError(RainError, ValueError):
     """The prompt is unusable as given: empty, or a message with a role no model turn has."""
+
+
+class ServerError(RainError):
+    """A served model (an OpenAI-compatible server such as vLLM) could not answer: unreachable, wrong model name,
+    a limit below what the search needs, a timeout, a server error. The message names the URL and the cause."""
+
+
+class GenerationCancelled(RainError):
+    """The request was abandoned (a stream's consumer went away) while the model was still working on it."""

@@ -186,6 +186,21 @@ def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None, dtype: s
     return LoadedModel(model=model, tokenizer=tokenizer, name=name)
 
 
+def load_tokenizer(spec: str) -> Any:
+    """Only the tokenizer of ``spec`` (see module docstring): what a served model needs in this process."""
+    from transformers import AutoTokenizer
+
+    source, _ = resolve_spec(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"Could not load the tokenizer of {spec!r} from {source} (rain never downloads at run "
+                             f"time; pass a local folder or a cached HF id): {exc}") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_random_init(folder: str, *, device: str | None = None, dtype: str | None = None,
                      seed: int = 0) -> LoadedModel:
     """A model with the architecture in ``folder`` (its ``config.json``) but random weights, built directly on the

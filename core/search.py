@@ -1,6 +1,6 @@
 """RAIN's search: the outer commit loop and the inner select → simulate → evaluate → expand → back-up iteration.
 
-One `RainSearch` runs one generation. It reaches the model only through a `LanguageModel` (backend.py), the judge
+One `RainSearch` runs one generation. It reaches the model only through a `LanguageModel` (model.py), the judge
 only through an `Evaluator`, and the sentence encoder only through an `Embedder`; the tree rules live in tree.py.
 `run()` yields committed text as it is committed (never text a rewind discarded) and leaves the result on
 ``self.result``.

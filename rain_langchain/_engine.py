@@ -19,7 +19,7 @@ def model_label(model: Any) -> str:
     if isinstance(model, Rain):
         return model.model_name
     if isinstance(model, TransformersBackend):
-        return model.loaded.name
+        return model.name
     if isinstance(model, LoadedModel):
         return model.name
     return str(model)
@@ -32,10 +32,9 @@ class RainFields(RainSettings):
     IGNORED_OPTIONS: ClassVar[frozenset[str]] = frozenset({"ls_structured_output_format", "parallel_tool_calls",
                                                            "strict"})
     #: LangChain's standard chat-model arguments that a local RAIN model has no use for.
-    UNUSED_ARGUMENTS: ClassVar[frozenset[str]] = frozenset({"temperature", "timeout", "max_retries", "api_key",
-                                                            "base_url"})
-    UNUSED_ARGUMENTS_WHY: ClassVar[str] = ("the model runs locally (no API key, endpoint, timeout or retries), and "
-                                           "RAIN draws its candidates at temperature 1 as the reference does.")
+    UNUSED_ARGUMENTS: ClassVar[frozenset[str]] = frozenset({"temperature", "max_retries"})
+    UNUSED_ARGUMENTS_WHY: ClassVar[str] = ("RAIN draws its candidates at temperature 1 as the reference does, and a "
+                                           "served model's transient faults are retried by the engine itself.")
 
     @property
     def _identifying_params(self) -> dict[str, Any]:

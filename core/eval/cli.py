@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from typing import Any
 
-from ..cli_options import add_config_flags, add_judge_flags, add_model_flags, config_overrides
+from ..cli_options import add_config_flags, add_judge_flags, add_model_flags, config_overrides, server_from
 from .methods import METHODS
 from .tasks import TASKS
 
@@ -93,7 +94,7 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
             "max_new_tokens": args.max_new_tokens, "seed": args.seed, "bon_n": args.bon_n,
             "rain_overrides": config_overrides(args, for_eval=True), "soft": args.soft, "similarity": not args.no_similarity,
             "evaluator": args.evaluator, "judge_model": args.judge_model, "judge_prompt": args.judge_prompt,
-            "suffix_file": args.suffix_file, "tqa_metric": args.tqa_metric}
+            "suffix_file": args.suffix_file, "tqa_metric": args.tqa_metric, **asdict(server_from(args))}
 
 
 def run(args: argparse.Namespace) -> int:

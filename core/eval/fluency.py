@@ -37,13 +37,8 @@ def continuation_perplexity(rain: Any, prompt: str, output: str, prompt_format: 
     start = max(start, 1)
     if start >= len(full):
         return None
-    import torch
-
-    with rain.lock:
-        logits = rain.backend.full_logits(full)
-    logprobs = torch.log_softmax(logits[start - 1:-1], dim=-1)
-    targets = torch.tensor(full[start:], device=logprobs.device)
-    nll = -logprobs.gather(1, targets.unsqueeze(1)).mean()
+    logprobs = rain.backend.sequence_logprobs(full, start)
+    nll = -sum(logprobs) / len(logprobs)
     return float(math.exp(float(nll)))
 
 

@@ -47,6 +47,10 @@ class EvalSettings:
     similarity: bool = True
     evaluator: str | None = None  # self-evaluation prompt for RAIN and BoN; None: the task's
     judge_model: str | None = None  # an external judge model for harmless / advbench
+    base_url: str | None = None  # the model served there (vLLM) instead of loaded here
+    served_model: str | None = None
+    timeout: float | None = None
+    api_key: str | None = None  # never written to the run's config.json
     judge_prompt: str = "harmless"
     suffix_file: str | None = None  # adversarial suffixes for advbench
     tqa_metric: str = "rouge"
@@ -90,7 +94,8 @@ class EvalRun:
                 rain = Rain(settings.model, evaluator=settings.evaluator or self.task.evaluator,
                             config=RainConfig().updated(**settings.rain_overrides), soft=settings.soft,
                             similarity=settings.similarity, prompt_format=self.task.prompt_format, device=device,
-                            dtype=dtype)
+                            dtype=dtype, base_url=settings.base_url, served_model=settings.served_model,
+                            timeout=settings.timeout, api_key=settings.api_key)
             except RainError:
                 raise
             except Exception as exc:  # transformers raises anything from OSError to KeyError on a broken folder
@@ -115,6 +120,7 @@ class EvalRun:
         s["similarity"] = getattr(self.rain.embedder, "name", None) if self.rain.embedder is not None else False
         s["judge"] = self.judge.name if self.judge is not None else None
         s.pop("rain_overrides")
+        s.pop("api_key")
         s.pop("model")
         if s["suffix_file"]:
             s["suffix_sha256"] = _sha256(Path(s["suffix_file"]))

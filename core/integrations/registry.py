@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Hashable
 
+from ..backends.served import ServedBackend
+from ..backends.served.options import ServerOptions
 from ..backends.transformers import TransformersBackend
 from ..engine import Rain
 from ..errors import ConfigError
@@ -32,28 +34,34 @@ def _key(spec: Any) -> Hashable:
     return ("id", id(spec))
 
 
-def backend_of(model: Any, *, device: str | None = None, dtype: str | None = None) -> TransformersBackend:
-    """The shared backend behind a model spec, `Rain`, backend or `LoadedModel`."""
+def backend_of(model: Any, *, device: str | None = None, dtype: str | None = None,
+               server: ServerOptions | None = None) -> Any:
+    """The shared backend behind a model spec (on a server when ``server`` names one), `Rain`, backend or
+    `LoadedModel`."""
     if isinstance(model, Rain):
         return model.backend
-    if isinstance(model, TransformersBackend):
+    if isinstance(model, (TransformersBackend, ServedBackend)):
         return model
     if isinstance(model, (str, LoadedModel)):
-        return shared_backend(model, device=device, dtype=dtype)
+        return shared_backend(model, device=device, dtype=dtype, server=server)
     raise ConfigError(f"Cannot use {model!r} as a RAIN model: pass a model spec such as 'smollm2', a local "
                       "folder or .gguf file, a rain_core.Rain, a TransformersBackend or a LoadedModel.")
 
 
 def shared_engine(model: Any, evaluator: Any = None, *, soft: bool = False, similarity: Any = True,
-                  device: str | None = None, dtype: str | None = None) -> Rain:
-    """The shared `Rain` for ``model`` judged by ``evaluator`` (a passed `Rain` with no other judge is used as is)."""
-    if isinstance(model, Rain) and evaluator is None:
+                  device: str | None = None, dtype: str | None = None, server: ServerOptions | None = None,
+                  judge_model: Any = None) -> Rain:
+    """The shared `Rain` for ``model`` judged by ``evaluator`` (a passed `Rain` with no other judge is used as is);
+    ``server``: the model runs there; ``judge_model``: the judge runs on that model instead."""
+    if isinstance(model, Rain) and evaluator is None and judge_model is None:
         return model
-    backend = backend_of(model, device=device, dtype=dtype)
+    backend = backend_of(model, device=device, dtype=dtype, server=server)
     spec = judge_spec("harmless" if evaluator is None else evaluator)
-    key = (id(backend), _key(spec), soft, _key(similarity))
-    return _engines.get(key, lambda: Rain(backend, evaluator=spec, soft=soft, similarity=similarity),
-                        keep=(backend, spec, similarity))
+    key = (id(backend), _key(spec), soft, _key(similarity), _key(judge_model))
+    return _engines.get(key, lambda: Rain(backend, evaluator=spec, soft=soft, similarity=similarity,
+                                          judge_model=judge_model, timeout=server.timeout if server else None,
+                                          api_key=server.api_key if server else None),
+                        keep=(backend, spec, similarity, judge_model))
 
 
 def clear_shared_engines() -> None:

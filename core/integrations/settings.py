@@ -15,10 +15,16 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, model_validator
 
+from ..backends.served.options import SERVER_FIELDS, ServerOptions
 from ..config import RainConfig, option_aliases, user_options
 from ..engine import Rain
 from ..errors import ConfigError
 from .registry import shared_engine
+
+def _server_help(name: str) -> str:
+    """A served-model option's help, from its one declaration (`ServerOptions`)."""
+    return next(f.metadata["help"] for f in dataclasses.fields(ServerOptions) if f.name == name).capitalize() + "."
+
 
 #: Every RainConfig field name: what a per-call option may set.
 CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(RainConfig) if f.init)
@@ -71,6 +77,12 @@ class RainSettings(RainOptions):
                             "False turns both off.")
     prompt_format: str = Field(default="auto", description="'auto' (the chat template when the tokenizer has one, "
                                "else 'plain'), 'chat', 'plain' (Human:/Assistant:) or 'raw' (continue the text).")
+    base_url: str | None = Field(default=None, description=_server_help("base_url"))
+    api_key: str | None = Field(default=None, description=_server_help("api_key"))
+    timeout: float | None = Field(default=None, description=_server_help("timeout"))
+    served_model: str | None = Field(default=None, description=_server_help("served_model"))
+    judge_model: Any = Field(default=None, description="The model the judge runs on when it is not the generator: a "
+                             "model spec, a server URL (http://host:8000/v1), a rain_core.Rain or a backend.")
     device: str | None = Field(default=None, description="Where a model spec is loaded ('cpu', 'cuda', ...).")
     dtype: str | None = Field(default=None, description="Torch dtype of a model spec loaded here.")
 
@@ -79,6 +91,14 @@ class RainSettings(RainOptions):
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
         self.rain_config({})  # a bad setting fails where the object is built, not at its first call
+        unused = self.server_options().unused()
+        if unused:  # the framework's conventions pass api_key / timeout to every model: say they do nothing here
+            warnings.warn(f"{type(self).__name__} ignores {', '.join(unused)}: they apply to a served model "
+                          "(base_url=...), and this model runs in this process.", stacklevel=3)
+
+    def server_options(self) -> ServerOptions:
+        """Where the model runs (``base_url`` and its options; none: in this process)."""
+        return ServerOptions.pick({name: getattr(self, name) for name in SERVER_FIELDS})
 
     @model_validator(mode="before")
     @classmethod
@@ -103,7 +123,8 @@ class RainSettings(RainOptions):
         """The shared `rain_core.Rain` this object runs on (the model is loaded on first use)."""
         if self._rain is None:
             self._rain = shared_engine(self.model, self.evaluation_prompt, soft=self.soft,
-                                       similarity=self.similarity, device=self.device, dtype=self.dtype)
+                                       similarity=self.similarity, device=self.device, dtype=self.dtype,
+                                       server=self.server_options(), judge_model=self.judge_model)
         return self._rain
 
     def rain_config(self, options: dict[str, Any], stop: list[str] | None = None) -> RainConfig:

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from typing import AsyncIterator, Callable, Iterator, TypeVar
+
+from .. import cancel
 
 T = TypeVar("T")
 
@@ -20,6 +23,7 @@ async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]
     done = object()
 
     def work() -> None:
+        cancel.watch(cancelled)  # a backend waiting on a server gives up (and cancels its requests) once it is set
         try:
             items = make()
             try:
@@ -35,7 +39,8 @@ async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
             loop.call_soon_threadsafe(queue.put_nowait, exc)
 
-    worker = loop.run_in_executor(None, work)
+    # its own context: the abandonment flag set inside must not outlive this stream in the pooled worker thread
+    worker = loop.run_in_executor(None, contextvars.copy_context().run, work)
     try:
         while (item := await queue.get()) is not done:
             if isinstance(item, BaseException):

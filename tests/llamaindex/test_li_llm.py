@@ -242,8 +242,13 @@ def test_settings_mean_the_same_in_both_frameworks(tiny_backend):
     for cls in (RainLLM, ChatRain):  # a misspelt setting is refused (pydantic wraps the ConfigError), not dropped
         with pytest.raises(ValueError, match=f"{cls.__name__} got unknown argument\\(s\\) 'max_iteration'"):
             cls(model=tiny_backend, max_iteration=4)
-    with pytest.warns(UserWarning, match="ChatRain ignores api_key, temperature: the model runs locally"):
-        ChatRain(model=tiny_backend, temperature=0.2, api_key="sk-none", timeout=None)
+    with pytest.warns(UserWarning, match="ChatRain ignores temperature: RAIN draws its candidates at temperature 1"):
+        ChatRain(model=tiny_backend, temperature=0.2, timeout=None)
+    for cls in (RainLLM, ChatRain):  # server settings without a server are not dropped without a word
+        with pytest.warns(UserWarning, match=f"{cls.__name__} ignores api_key, timeout: they apply to a served"):
+            cls(model=tiny_backend, api_key="sk-none", timeout=5)
+    with pytest.raises(ConfigError, match="api_key only mean something for a served model: give base_url"):
+        Rain(tiny_backend, api_key="sk-none")
 
 
 def _guard_judge(prompt: str, response: str) -> float:
