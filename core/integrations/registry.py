@@ -58,9 +58,10 @@ def shared_engine(model: Any, evaluator: Any = None, *, soft: bool = False, simi
     backend = backend_of(model, device=device, dtype=dtype, server=server)
     spec = judge_spec("harmless" if evaluator is None else evaluator)
     key = (id(backend), _key(spec), soft, _key(similarity), _key(judge_model))
+    # a served judge (judge_model=URL) inherits the object's api_key and timeout
+    inherited = dict(timeout=server.timeout, api_key=server.api_key) if server and judge_model is not None else {}
     return _engines.get(key, lambda: Rain(backend, evaluator=spec, soft=soft, similarity=similarity,
-                                          judge_model=judge_model, timeout=server.timeout if server else None,
-                                          api_key=server.api_key if server else None),
+                                          judge_model=judge_model, **inherited),
                         keep=(backend, spec, similarity, judge_model))
 
 

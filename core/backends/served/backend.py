@@ -19,6 +19,7 @@ schema inside the search) would have to act on every sampled token inside the se
 
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -31,6 +32,8 @@ from ...errors import ConfigError, ServerError
 from ...model import ResponseGuard, Rollout, RowSpec
 from ..vocabulary import clause_end_ids, end_of_response_ids
 from .client import ServerClient
+
+log = logging.getLogger(__name__)
 
 #: The most top log-probabilities the search asks for (the reference search's widening cap).
 NEEDED_LOGPROBS = 20
@@ -105,7 +108,9 @@ class ServedBackend:
             remote = self.client.post("//tokenize", {"model": self.served_model, "prompt": _PROBE_TEXT,
                                                       "add_special_tokens": False}).get("tokens")
         except ServerError as exc:
-            if "HTTP 404" in str(exc):  # a server without /tokenize: compare one decoded completion instead
+            if "HTTP 404" in str(exc):  # a server without vLLM's /tokenize route: nothing to compare against
+                log.warning("%s has no /tokenize route; the local tokenizer of %r is used unchecked.",
+                            self.client.root_url, self.served_model)
                 return
             raise
         if remote != local:
