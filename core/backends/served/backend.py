@@ -22,14 +22,14 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, ContextManager, Iterator, Sequence
 
 import torch
 
 from ...errors import ConfigError, ServerError
 from ...model import ResponseGuard, Rollout, RowSpec
+from ..sessions import SessionScope
 from ..vocabulary import clause_end_ids, end_of_response_ids
 from .client import ServerClient
 
@@ -78,8 +78,7 @@ class ServedBackend:
         self._clause_set = frozenset(self._clause_ids)
         self.top_k_cap = top_logprobs
         self.lock = threading.RLock()
-        self._default = ServedSession()
-        self._current: ContextVar[ServedSession | None] = ContextVar(f"rain_served_{id(self)}", default=None)
+        self._sessions = SessionScope(f"rain_served_{id(self)}", ServedSession())
         self._option_ids_supported: bool | None = None
         self._check_tokenizer()
         self._check_logprobs_cap(top_logprobs)
@@ -138,16 +137,11 @@ class ServedBackend:
     def session(self) -> Iterator[ServedSession]:
         yield ServedSession()
 
-    @contextmanager
-    def using(self, session: ServedSession) -> Iterator[ServedSession]:
-        token = self._current.set(session)
-        try:
-            yield session
-        finally:
-            self._current.reset(token)
+    def using(self, session: ServedSession) -> ContextManager[ServedSession]:
+        return self._sessions.using(session)
 
     def _session(self) -> ServedSession:
-        return self._current.get() or self._default
+        return self._sessions.get()
 
     @property
     def forward_calls(self) -> int:

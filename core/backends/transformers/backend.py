@@ -17,14 +17,14 @@ import logging
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, ContextManager, Iterator, Sequence
 
 import torch
 
 from ...model import ResponseGuard, Rollout, RowSpec
 from ...models import LoadedModel
+from ..sessions import SessionScope
 from ..vocabulary import clause_end_ids, end_of_response_ids
 from . import graph_thread, kv, static_decode
 from .batching import StepBatcher, StepJob
@@ -82,8 +82,7 @@ class TransformersBackend:
         self.lock = threading.RLock()  # guards pinning; no forward pass waits on it
         self._stats_lock = threading.Lock()  # the shared counters
         self._pinned: dict[tuple[int, ...], _Entry] = {}  # replaced (never mutated) when an entry is pinned
-        self._default = Session(cache_entries)
-        self._current: ContextVar[Session | None] = ContextVar(f"rain_session_{id(self)}", default=None)
+        self._sessions = SessionScope(f"rain_session_{id(self)}", Session(cache_entries))
         self._total_calls = 0
         self._total_tokens = 0
         self.model_calls = 0  # forwards actually run (a forward shared by several sessions counts once here)
@@ -136,28 +135,23 @@ class TransformersBackend:
             with self._stats_lock:
                 self.open_sessions -= 1
 
-    @contextmanager
-    def using(self, session: Session) -> Iterator[Session]:
+    def using(self, session: Session) -> ContextManager[Session]:
         """Run the enclosed calls (from the search, the judge, the embedder) in ``session``."""
-        token = self._current.set(session)
-        try:
-            yield session
-        finally:
-            self._current.reset(token)
+        return self._sessions.using(session)
 
     def _session(self) -> Session:
-        return self._current.get() or self._default
+        return self._sessions.get()
 
     @property
     def forward_calls(self) -> int:
         """Forward passes run in the current session (all sessions together outside one)."""
-        current = self._current.get()
+        current = self._sessions.explicit()
         return current.forward_calls if current is not None else self._total_calls
 
     @property
     def tokens_processed(self) -> int:
         """Tokens run through the model in the current session (all sessions together outside one)."""
-        current = self._current.get()
+        current = self._sessions.explicit()
         return current.tokens_processed if current is not None else self._total_tokens
 
     # ----------------------------------------------------------------------------------------------- text
@@ -295,8 +289,8 @@ class TransformersBackend:
     def reset_cache(self) -> None:
         """Drop the default session's cache entries (pinned entries stay). Every generation does, so calls made
         outside one (judging a finished answer) cost the same whatever ran before the last generation."""
-        with self._default.lock:
-            self._default.store.clear()
+        with self._sessions.default.lock:
+            self._sessions.default.store.clear()
 
     def next_token_logprobs(self, ids: Sequence[int], guard: ResponseGuard | None = None) -> torch.Tensor:
         """Log-probabilities of the token after ``ids`` (shape [vocab]), after ``guard``'s rules when given."""
