@@ -2,7 +2,9 @@
 # Start a vLLM OpenAI-compatible server for the embedded SmolLM2 on 127.0.0.1:PORT, in the background.
 #   scripts/served/start.sh PORT [extra vllm args...]
 # Served model name: smollm2 (override with SERVED_MODEL_NAME). Default server args:
-#   --max-model-len 2048 --dtype $SERVED_DTYPE --max-logprobs 50   (extra args come later and override these)
+#   --max-model-len 2048 --dtype $SERVED_DTYPE --max-logprobs 50 --block-size 32   (extra args come later and override
+# these). --block-size 32: the CPU build's default of 128 tokens per cache block is longer than SmolLM2's judge and chat
+# prompts, so its prefix cache never hit (0% over a whole bench); 32 is the smallest the CPU attention takes.
 # SERVED_DTYPE defaults to float32: with bfloat16 the served log-probs differ from the local float32 model by
 # up to ~0.14 nats and greedy text diverges within a few tokens (see API-FACTS.md); float32 matches to ~2e-5.
 # Env: VLLM_VENV (default <repo>/.venv-vllm), RAIN_VENV (project venv, default <repo>/.venv),
@@ -63,7 +65,7 @@ export VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLIN
 CMD=("$VLLM_VENV/bin/python" -m vllm.entrypoints.openai.api_server
      --model "$SERVED_MODEL_DIR" --served-model-name "$NAME"
      --host 127.0.0.1 --port "$PORT"
-     --max-model-len 2048 --dtype "$DTYPE" --max-logprobs 50 "$@")
+     --max-model-len 2048 --dtype "$DTYPE" --max-logprobs 50 --block-size 32 "$@")
 say "starting: VLLM_CPU_KVCACHE_SPACE=$VLLM_CPU_KVCACHE_SPACE VLLM_CPU_OMP_THREADS_BIND=$VLLM_CPU_OMP_THREADS_BIND ${CMD[*]}"
 say "log: $LOG   pid file: $PIDFILE"
 : > "$LOG"
