@@ -69,6 +69,14 @@ class ServedBackend:
                  timeout: float = 60.0, retries: int = 2, top_logprobs: int = NEEDED_LOGPROBS,
                  prefer: str | None = None, client: ServerClient | None = None) -> None:
         self.client = client or ServerClient(base_url, api_key=api_key, timeout=timeout, retries=retries)
+        try:
+            self._connect(tokenizer, model, prefer, top_logprobs)
+        except BaseException:
+            if client is None:  # a backend that never came up leaves no loop thread behind
+                self.client.close()
+            raise
+
+    def _connect(self, tokenizer: Any, model: str | None, prefer: str | None, top_logprobs: int) -> None:
         self.base_url = self.client.base_url
         self.tokenizer = tokenizer
         self.served_model, self.context_window = self._find_model(model, prefer)
