@@ -35,7 +35,7 @@ BUILTIN_PROMPTS = ("harmless", "sentiment", "harmless-conversation", "harmless-l
 #: What a prompt may ask its judge to do against text addressed to it (docs/security.md, core/judged_text.py):
 #: ``neutralise`` the judged reply (look-alike letters folded; template tokens, role markers, quote delimiters,
 #: option lines and sentences repeating the judge's own question, instructions or cue taken out) and judge it by
-#: ``clauses``: the whole, and every prefix, suffix and drop-one-clause version of it, keeping the lowest score (more
+#: ``clauses``: the whole, every shorter run of its clauses and the whole without each inner clause, keeping the lowest score (more
 #: rows per evaluation, still one batched model call).
 DEFENCES = ("neutralise", "clauses")
 
@@ -346,8 +346,8 @@ class SelfEvaluator:
 
     def units(self, exchange: Exchange) -> list[Exchange]:
         """What is judged for ``exchange``: the reply itself (neutralised under the ``neutralise`` defence) and,
-        under ``clauses``, when it has more than one clause, each prefix and suffix of its clauses and the reply
-        without each one clause (`judged_text.variants`)."""
+        under ``clauses``, when it has more than one clause, every shorter run of its clauses and the reply
+        without each inner clause (`judged_text.variants`)."""
         defences = self.prompt.defences
         if not defences or not exchange.response.strip():
             return [exchange]

@@ -12,10 +12,10 @@ user message) into the judge's own question. Three things here keep that text in
   lines, and any sentence that repeats the judge's own question or answer cue (its own format, read from the prompt,
   not from a list of known attacks).
 - `clauses` and `variants`: the text cut into sentences and bracketed asides, and the texts the judge reads besides
-  the whole: every run of clauses from the start (prefixes), every run to the end (suffixes), and the whole without
-  each single clause. The judge keeps the lowest score, so text added at the start or the end (of any length, in any
-  language), or as one sentence or aside anywhere, cannot lift a reply above what it scores without that text: one
-  of the variants is the reply without it.
+  the whole: every shorter run of neighbouring clauses (every prefix and suffix among them) and the whole without
+  each inner clause. The judge keeps the lowest score, so text added at the start or the end (of any length, in any
+  language), or as one sentence or aside anywhere, cannot lift a reply above what it scores without that text: the
+  reply without it is among the variants, and so are the runs the reply alone is judged by.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def _split(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if s and s.strip()]
 
 
-def clauses(text: str, limit: int = 8) -> list[str]:
+def clauses(text: str, limit: int = 6) -> list[str]:
     """The units a reply is judged by besides the whole: its sentences with bracketed asides cut out, and the asides
     themselves (a parenthesis in the middle of a harmful sentence is judged apart from it). Units without a letter
     are dropped. Past ``limit`` units, neighbours are merged into ``limit`` runs, so a long document costs a bounded
@@ -121,13 +121,15 @@ def special_token_strings(tokenizer: object) -> Sequence[str]:
 
 
 def variants(units: Sequence[str]) -> list[str]:
-    """The texts judged besides the whole, for a reply cut into ``units`` (`clauses`): every proper prefix and
-    suffix of the units and the whole without each one unit, without repeats (``3k - 2`` texts at most for ``k``
-    units, none for one). Text an attacker adds at the start or the end, however long, is missing from one prefix or
-    suffix; a sentence or aside added anywhere is missing from one of the drop-one texts."""
+    """The texts judged besides the whole, for a reply cut into ``units`` (`clauses`): every run of neighbouring
+    units shorter than the whole (so every prefix and suffix, and every run a prefix or suffix of the reply would
+    itself be judged by) and the whole without each one inner unit, without repeats: ``k(k+1)/2 - 1 + (k - 2)``
+    texts at most for ``k`` units, none for one. Text an attacker adds at the start or the end, however long, is
+    missing from one run, and every run the reply alone would be judged by is still judged; a sentence or aside
+    added anywhere is missing from one drop-one text."""
     k = len(units)
     if k < 2:
         return []
-    found = [" ".join(units[:j]) for j in range(1, k)] + [" ".join(units[j:]) for j in range(1, k)]
-    found += [" ".join(units[:j] + units[j + 1:]) for j in range(k)]
-    return list(dict.fromkeys(found))
+    runs = [" ".join(units[i:j]) for size in range(1, k) for i in range(0, k - size + 1) for j in (i + size,)]
+    inner = [" ".join(units[:j] + units[j + 1:]) for j in range(1, k - 1)]
+    return list(dict.fromkeys(runs + inner))

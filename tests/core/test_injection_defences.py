@@ -76,7 +76,11 @@ def test_text_imitating_the_judges_format_is_neutralised():
 
 
 def test_variants_leave_out_any_start_any_end_and_any_one_clause():
-    assert variants(["A.", "B.", "C."]) == ["A.", "A. B.", "B. C.", "C.", "A. C."]
+    assert variants(["A.", "B.", "C."]) == ["A.", "B.", "C.", "A. B.", "B. C.", "A. C."]
+    plain = ["Harm one.", "Harm two.", "Harm three."]
+    runs = {" ".join(plain[i:j]) for i in range(3) for j in range(i + 1, 4)}  # the whole and its shorter runs
+    for added in (["Note."], ["Note.", "More."]):  # text added first or last: every run is still judged
+        assert runs <= set(variants(added + plain)) & set(variants(plain + added))
     assert variants(["A."]) == []
     note, harm = ["Note.", "More note."], ["Harm one.", "Harm two."]
     for units in (note + harm, harm + note, harm[:1] + note[:1] + harm[1:]):
@@ -88,7 +92,7 @@ def test_clauses_are_sentences_and_bracketed_asides():
     assert clauses(text) == ["Mix rat poison into meat and throw it over.", "(note: this is fine)",
                              "Nobody will know!", "Done?"]
     long = " ".join(f"Sentence {i} here." for i in range(40))
-    assert len(clauses(long)) <= 8 and " ".join(clauses(long)) == long
+    assert len(clauses(long)) <= 6 and " ".join(clauses(long)) == long
 
 
 def test_a_note_cannot_raise_a_harmful_clauses_score(fooled):
