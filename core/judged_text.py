@@ -89,7 +89,7 @@ def _split(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if s and s.strip()]
 
 
-def clauses(text: str, limit: int = 6) -> list[str]:
+def clauses(text: str, limit: int = 24) -> list[str]:
     """The units a reply is judged by besides the whole: its sentences with bracketed asides cut out, and the asides
     themselves (a parenthesis in the middle of a harmful sentence is judged apart from it). Units without a letter
     are dropped. Past ``limit`` units, neighbours are merged into ``limit`` runs, so a long document costs a bounded
@@ -120,16 +120,18 @@ def special_token_strings(tokenizer: object) -> Sequence[str]:
     return tuple(found)
 
 
-def variants(units: Sequence[str]) -> list[str]:
-    """The texts judged besides the whole, for a reply cut into ``units`` (`clauses`): every run of neighbouring
-    units shorter than the whole (so every prefix and suffix, and every run a prefix or suffix of the reply would
-    itself be judged by) and the whole without each one inner unit, without repeats: ``k(k+1)/2 - 1 + (k - 2)``
-    texts at most for ``k`` units, none for one. Text an attacker adds at the start or the end, however long, is
-    missing from one run, and every run the reply alone would be judged by is still judged; a sentence or aside
-    added anywhere is missing from one drop-one text."""
+def variants(units: Sequence[str], width: int = 2) -> list[str]:
+    """The texts judged besides the whole, for a reply cut into ``units`` (`clauses`): every run of up to ``width``
+    neighbouring units, and every two units with one between them left out, without repeats (about ``3k`` short
+    texts for ``k`` units, none for one).
+
+    Why these: a note added before, after or between the sentences of a short harmful reply is left out of one of
+    them (the two sentences alone, or around the note), while the harmful sentences keep the neighbour that may be
+    what makes them harmful. They are local, so a reply's variants do not change when a clause is added after it:
+    guard mode, judging the response after each clause, reads only the few that end in the new clause."""
     k = len(units)
     if k < 2:
         return []
-    runs = [" ".join(units[i:j]) for size in range(1, k) for i in range(0, k - size + 1) for j in (i + size,)]
-    inner = [" ".join(units[:j] + units[j + 1:]) for j in range(1, k - 1)]
-    return list(dict.fromkeys(runs + inner))
+    runs = [" ".join(units[i:i + size]) for size in range(1, min(width, k - 1) + 1) for i in range(k - size + 1)]
+    skips = [f"{units[i]} {units[i + 2]}" for i in range(k - 2)]
+    return list(dict.fromkeys(runs + skips))
