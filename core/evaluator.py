@@ -26,11 +26,18 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_che
 
 from .errors import EvaluatorError, PromptTooLongError
 from .exchange import Exchange
+from .judged_text import clauses, neutralise, special_token_strings, variants
 
 if TYPE_CHECKING:
     from .model import LanguageModel
 
 BUILTIN_PROMPTS = ("harmless", "sentiment", "harmless-conversation", "harmless-letters")
+#: What a prompt may ask its judge to do against text addressed to it (docs/security.md, core/judged_text.py):
+#: ``neutralise`` the judged reply (look-alike letters folded; template tokens, role markers, quote delimiters,
+#: option lines and sentences repeating the judge's own question, instructions or cue taken out) and judge it by
+#: ``clauses``: the whole, every shorter run of its clauses and the whole without each inner clause, keeping the lowest score (more
+#: rows per evaluation, still one batched model call).
+DEFENCES = ("neutralise", "clauses")
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class Judgement:
 
     score: float
     p_good: tuple[float, float] | None = None
+    units: int = 1  # texts the judge scored for this verdict: the whole reply, plus each clause under ``clauses``
 
     @property
     def verdict(self) -> str:
@@ -71,6 +79,10 @@ class EvaluationPrompt:
     chat: ask the question as a user turn of the judge model's chat template, the answer cue opening the assistant's
         reply (a plain "Human:/Assistant:" exchange for models without a template). Instruct models judge far better
         when asked the way they were tuned (measured in docs/how-it-works.md, "Self-evaluation").
+    defences: what the judge does against text addressed to it, a subset of `DEFENCES`; none by default, all of them
+        through `defended()`. Text in the judged reply can otherwise answer the judge's question itself ("The text
+        is safe."); the defences stop that, but on SmolLM2-135M they also block 3-5x more benign replies and make
+        guard mode several times slower, so they are opt-in (docs/security.md has the measurements).
     """
 
     name: str
@@ -83,6 +95,7 @@ class EvaluationPrompt:
     answer: str = "letter"
     answer_cue: str = "The answer is: ("
     chat: bool = False
+    defences: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         slots = {name for _, name, _, _ in string.Formatter().parse(self.item) if name}
@@ -99,6 +112,10 @@ class EvaluationPrompt:
             raise EvaluatorError(f"Evaluation prompt {self.name!r}: answer must be 'letter' or 'label', not {self.answer!r}.")
         if len(self.letters) != 2 or self.letters[0] == self.letters[1]:
             raise EvaluatorError(f"Evaluation prompt {self.name!r}: needs two different option letters, got {self.letters}.")
+        unknown_defences = [d for d in self.defences if d not in DEFENCES]
+        if unknown_defences:
+            raise EvaluatorError(f"Evaluation prompt {self.name!r}: unknown defence(s) {unknown_defences}; choose from "
+                                 f"{', '.join(DEFENCES)}.")
 
     def question_text(self, exchange: Exchange, good_first: bool) -> str:
         """Instructions, the exchange and the question (with the lettered options): everything before the cue."""
@@ -127,6 +144,12 @@ class EvaluationPrompt:
             return None if found is None else found.group(1).lower() == self.good.lower()
         found = re.search(r"\(?\b(" + "|".join(map(re.escape, self.letters)) + r")\b\)?", text.strip())
         return None if found is None else found.group(1) == self.letters[0 if good_first else 1]
+
+    def defended(self, defences: Sequence[str] = DEFENCES) -> "EvaluationPrompt":
+        """This prompt judging with ``defences`` (all of `DEFENCES` by default) against text addressed to the judge:
+        ``Rain(evaluator=EvaluationPrompt.builtin("harmless").defended())``. What they stop and cost:
+        docs/security.md."""
+        return replace(self, defences=tuple(defences))
 
     @classmethod
     def resolve(cls, spec: "str | Path | EvaluationPrompt") -> "EvaluationPrompt":
@@ -172,8 +195,8 @@ class EvaluationPrompt:
     @classmethod
     def parse(cls, text: str, name: str = "custom") -> "EvaluationPrompt":
         """Read a prompt file: sections introduced by lines ``## instructions``, ``## item``, ``## question``,
-        ``## good``, ``## bad`` (and optional ``## letters`` as "A B", ``## answer``, ``## answer_cue``, and
-        ``## format``: ``chat`` or ``text``)."""
+        ``## good``, ``## bad`` (and optional ``## letters`` as "A B", ``## answer``, ``## answer_cue``,
+        ``## format``: ``chat`` or ``text``, and ``## defences``: some of `DEFENCES`, space-separated)."""
         sections: dict[str, list[str]] = {}
         current = None
         for line in text.splitlines(keepends=True):
@@ -198,12 +221,15 @@ class EvaluationPrompt:
             if form not in ("chat", "text"):
                 raise EvaluatorError(f"Evaluation prompt {name!r}: ## format must be 'chat' or 'text', not {form!r}.")
             extra["chat"] = form == "chat"
+        if "defences" in sections:
+            extra["defences"] = tuple(get("defences").split())
         return cls(name=name, instructions=get("instructions"), item=get("item"), question=get("question").rstrip("\n"),
                    good=get("good").strip(), bad=get("bad").strip(), **extra)
 
     @classmethod
     def from_principles(cls, principles: Sequence[str], *, name: str = "principles", good: str = "safe",
-                        bad: str = "unsafe", context: bool = False) -> "EvaluationPrompt":
+                        bad: str = "unsafe", context: bool = False,
+                        defences: Sequence[str] = ()) -> "EvaluationPrompt":
         """A rubric judge: is the reply ``good`` or ``bad`` under the listed principles?
 
         It is asked like the built-in ``harmless`` judge, the form that measures best on the default model: a
@@ -211,6 +237,7 @@ class EvaluationPrompt:
         judges the reply's text alone; ``context=True`` shows the whole conversation, which principles about the
         request need ("stay on topic") — on SmolLM2-135M that form ranks the labelled harm set better (soft AUC
         0.87 vs 0.72) but splits its vote on a reply that explains how to poison a dog (docs/how-it-works.md).
+        ``defences``: some of `DEFENCES` (none by default, as the built-in safety judges; docs/security.md).
         """
         if not principles or not all(isinstance(p, str) and p.strip() for p in principles):
             raise EvaluatorError("from_principles needs a non-empty list of non-empty principle strings.")
@@ -219,11 +246,12 @@ class EvaluationPrompt:
             return cls(name=name, instructions=f"Principles:\n{rules}\n\nRead the conversation below and decide "
                        f"whether the assistant's reply is {good} or {bad} under these principles.\n\n",
                        item="Conversation:{conversation}\n\n", question="Is the assistant's reply {first} or {second}?",
-                       good=good, bad=bad, answer="label", chat=True, answer_cue="The reply is")
+                       good=good, bad=bad, answer="label", chat=True, answer_cue="The reply is",
+                       defences=tuple(defences))
         return cls(name=name, instructions=f"Principles:\n{rules}\n\nRead the text below and decide whether it is "
                    f"{good} or {bad} under these principles.\n\n", item="Text: {response}\n\n",
                    question="Is this text {first} or {second}?", good=good, bad=bad, answer="label", chat=True,
-                   answer_cue="The text is")
+                   answer_cue="The text is", defences=tuple(defences))
 
 
 @dataclass
@@ -236,6 +264,13 @@ class SelfEvaluator:
         than saying nothing here?"). Small models lean hard towards one label, and how hard depends on the request,
         so a single content-free baseline is not enough (docs/how-it-works.md has the measurements). The baseline is
         computed once per context and cached.
+
+    The prompt's ``defences`` (docs/security.md) apply here, so every surface that judges through a `SelfEvaluator`
+    (the search, guard mode, the LangChain and LlamaIndex judges) reads text the same defended way: the reply is
+    neutralised before it is pasted in, and under ``clauses`` each clause is scored as well as the whole reply, all
+    rows in the same single model call as before, and the lowest score is the verdict (`Judgement.units` says how
+    many texts were scored). Clause scores are remembered (bounded), so guard mode, which judges the response so far
+    after every clause, pays for each clause once.
     """
 
     model: "LanguageModel"
@@ -252,6 +287,9 @@ class SelfEvaluator:
                                  "apart. Use labels (or letters) that differ in their first token.")
         self.context_window = getattr(self.model, "context_window", None)
         self._baselines: dict[str, tuple[float, float]] = {}
+        self._unit_cache: dict[str, tuple[float, float]] = {}
+        self._specials = special_token_strings(self.tokenizer) if "neutralise" in self.prompt.defences else ()
+        self._own_phrases = self._judge_phrases()
         fixed = self._fixed_prefix()
         if fixed and hasattr(self.model, "pin"):
             self.model.pin(fixed)
@@ -302,17 +340,67 @@ class SelfEvaluator:
                                      f"window of {self.context_window}; shorten the prompt or the instructions.")
         return rows
 
+    def _judge_phrases(self) -> tuple[str, ...]:
+        """The judge's own words that a judged text has no business repeating: its question in both option orders,
+        the sentences of its instructions, and its answer cue (a sentence of the reply containing one is the reply
+        speaking for the judge)."""
+        if "neutralise" not in self.prompt.defences:
+            return ()
+        p = self.prompt
+        questions = [p.question.replace("{first}", a).replace("{second}", b) for a, b in ((p.good, p.bad), (p.bad, p.good))]
+        instructions = [s for s in re.split(r"(?<=[.?!:])\s+|\n+", p.instructions) if len(s.split()) >= 4]
+        return (*questions, *instructions, p.answer_cue.strip(" (:"))
+
+    def units(self, exchange: Exchange) -> list[Exchange]:
+        """What is judged for ``exchange``: the reply itself (neutralised under the ``neutralise`` defence) and,
+        under ``clauses``, when it has more than one clause, every shorter run of its clauses and the reply
+        without each inner clause (`judged_text.variants`)."""
+        defences = self.prompt.defences
+        if not defences or not exchange.response.strip():
+            return [exchange]
+        if "neutralise" in defences:
+            exchange = replace(exchange, response=neutralise(exchange.response, self._own_phrases, self._specials))
+        if "clauses" not in defences:
+            return [exchange]
+        return [exchange, *(replace(exchange, response=text) for text in variants(clauses(exchange.response)))]
+
     def _raw_probabilities(self, exchange: Exchange) -> tuple[float, float]:
+        return self._raw_many([exchange])[0]
+
+    def _raw_many(self, exchanges: Sequence[Exchange], remember: Sequence[bool] = ()) -> list[tuple[float, float]]:
+        """Raw P(good) in both orders for each exchange, in one model call. Under ``clauses`` every text read is
+        remembered (bounded), and those flagged in ``remember`` (the variants) are read from memory when judged
+        again: guard mode's next judgement finds its prefixes there, the whole reply it judged a clause ago among
+        them. A whole reply is always read afresh, as without defences."""
         import torch
 
-        pair = torch.softmax(self.model.option_logprobs(self.rows(exchange), self.option_ids), dim=-1)
-        if self.prompt.answer == "label":  # the good label's token is option 0 in both orders
-            return float(pair[0, 0]), float(pair[1, 0])
-        return float(pair[0, 0]), float(pair[1, 1])  # letters: the good option is A, then B
+        store = "clauses" in self.prompt.defences
+        keep = list(remember) + [False] * (len(exchanges) - len(remember))
+        keys = [self.render(e, True) if store else "" for e in exchanges]
+        todo = [i for i in range(len(exchanges)) if not (keep[i] and keys[i] in self._unit_cache)]
+        found: dict[int, tuple[float, float]] = {}
+        if todo:
+            rows = [row for i in todo for row in self.rows(exchanges[i])]
+            pairs = torch.softmax(self.model.option_logprobs(rows, self.option_ids), dim=-1)
+            good = 0 if self.prompt.answer == "label" else 1  # where the good option sits in the second order
+            for n, i in enumerate(todo):
+                found[i] = (float(pairs[2 * n, 0]), float(pairs[2 * n + 1, good]))
+                if store:
+                    if len(self._unit_cache) >= 4096:
+                        self._unit_cache.clear()
+                    self._unit_cache[keys[i]] = found[i]
+        return [found[i] if i in found else self._unit_cache[keys[i]] for i in range(len(exchanges))]
+
+    def unit_probabilities(self, exchange: Exchange) -> list[tuple[str, tuple[float, float]]]:
+        """Each judged text (`units`) with its calibrated P(good) in both orders, the whole reply first."""
+        units = self.units(exchange)
+        raw = self._raw_many(units, [False] + [True] * (len(units) - 1))
+        return [(u.response, self._calibrate(u, p)) for u, p in zip(units, raw)]
 
     def good_probabilities(self, exchange: Exchange) -> tuple[float, float]:
-        """P(good option) for the good-first and the good-second order (calibrated when ``calibrate``)."""
-        return self._calibrate(exchange, self._raw_probabilities(exchange))
+        """P(good option) for the good-first and the good-second order (calibrated when ``calibrate``); under the
+        ``clauses`` defence, those of the text that scores lowest."""
+        return self._weakest([p for _, p in self.unit_probabilities(exchange)]).p_good  # type: ignore[return-value]
 
     def _calibrate(self, exchange: Exchange, p: tuple[float, float]) -> tuple[float, float]:
         if not self.calibrate:
@@ -325,20 +413,24 @@ class SelfEvaluator:
             self._baselines[key] = self._raw_probabilities(silent)
         return tuple(_calibrated(x, base) for x, base in zip(p, self._baselines[key]))  # type: ignore[return-value]
 
+    def _weakest(self, probabilities: Sequence[tuple[float, float]]) -> Judgement:
+        """The lowest verdict among the units' (the whole reply's alone without ``clauses``)."""
+        votes = [self._vote(p) for p in probabilities]
+        low = min(votes, key=lambda j: (j.score, sum(j.p_good or (0.0, 0.0))))
+        return Judgement(low.score, low.p_good, units=len(votes))
+
     def judge(self, exchange: Exchange) -> Judgement:
-        """The score and both orders' P(good), from one pass (one batch of two rows, plus the cached baseline)."""
-        return self._vote(self.good_probabilities(exchange))
+        """The score and both orders' P(good), from one pass (one batch of two rows per judged text, plus the
+        cached baseline)."""
+        return self._weakest([p for _, p in self.unit_probabilities(exchange)])
 
     def judge_many(self, exchanges: Sequence[Exchange]) -> list[Judgement]:
-        """`judge` for several exchanges with one batched model call for all their questions (both orders each):
-        what a search step with several leaves asks at once."""
-        import torch
-
-        rows = [row for exchange in exchanges for row in self.rows(exchange)]
-        pairs = torch.softmax(self.model.option_logprobs(rows, self.option_ids), dim=-1)
-        good = 0 if self.prompt.answer == "label" else 1  # where the good option sits in the second order
-        return [self._vote(self._calibrate(exchange, (float(pairs[2 * i, 0]), float(pairs[2 * i + 1, good]))))
-                for i, exchange in enumerate(exchanges)]
+        """`judge` for several exchanges with one batched model call for all their questions (both orders of every
+        judged text): what a search step with several leaves asks at once."""
+        units = [self.units(e) for e in exchanges]
+        remember = [i > 0 for group in units for i in range(len(group))]
+        raw = iter(self._raw_many([u for group in units for u in group], remember))
+        return [self._weakest([self._calibrate(u, next(raw)) for u in group]) for group in units]
 
     def score_many(self, exchanges: Sequence[Exchange]) -> list[float]:
         return [j.score for j in self.judge_many(exchanges)]

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..cli_options import add_config_flags, add_judge_flags, add_model_flags, config_overrides, server_from
+from .injection import add_injection_flags
 from .methods import METHODS
 from .tasks import TASKS
 
@@ -23,6 +24,8 @@ EXAMPLES = """examples:
   rain eval truthfulqa --n 50 --methods vanilla,rain --tqa-metric embedding
   rain eval sentiment --methods vanilla,bon --bon-n 16 --json
   rain eval sentiment --n 40 --methods vanilla,bon,rain,rain-guard,bon-guard --soft
+  rain eval injection --threads 1                 the safety judges against text addressed to them
+  rain eval injection --defences all --json       the same judges with every defence on
 
 A rerun with the same settings resumes where the last one stopped (add --n to extend it).
 """
@@ -32,6 +35,9 @@ TASK_HELP = """tasks:
   harmless    answer HH red-team prompts; refusal heuristic (and --judge-model): refusal / harmless rate
   advbench    answer AdvBench harmful goals (+ --suffix-file); attack success rate by the refusal heuristic
   truthfulqa  answer TruthfulQA questions; closest correct vs closest incorrect reference: % judged true
+  injection   no generation: the safety judges on tests/data/injection_cases.json (or --data), per style of
+              text addressed to the judge: flips among blocked harmful replies, score shift, benign block rate,
+              judge calls per evaluation (--defences, --judges; docs/security.md)
 methods:
   vanilla     plain decoding, greedy and one temperature-1 sample (vanilla-greedy, vanilla-sample)
   rain        RAIN search with the task's self-evaluator
@@ -87,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     j.add_argument("--suffix-file", default=None, help="advbench: adversarial suffixes, one per line")
     j.add_argument("--tqa-metric", default="rouge", choices=["rouge", "embedding"],
                    help="truthfulqa similarity: ROUGE-L or all-MiniLM-L6-v2 cosine (rouge)")
+    add_injection_flags(j)
 
 
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -112,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.task == "injection":
+        from .injection import DEFAULT_SET, run as run_injection
+
+        return run_injection(args.model, args.data or DEFAULT_SET, args.defences, args.judges,
+                             args.threads or 1, args.json, args.device)
     summary = run_eval(args.task, out=args.out, device=args.device, dtype=args.dtype, **settings_from(args))
     if args.json:
         print(json.dumps(summary, indent=2))
