@@ -26,7 +26,7 @@ test: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q
 
 test-fast: $(PY)
-	$(PY) -m pytest -q -m "not real"
+	$(PY) -m pytest -q -m "not real and not served and not slow"
 
 test-standard-real: $(PY)
 	$(PY) -m pytest -q -m slow tests/langchain/test_chat_standard.py
