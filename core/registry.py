@@ -11,6 +11,7 @@ import threading
 from typing import Any, Callable, Generic, Hashable, TypeVar
 
 from .backends.served import ServedBackend
+from .backends.served.backend import pick_model
 from .backends.served.client import ServerClient
 from .backends.served.options import ServerOptions
 from .backends.transformers import TransformersBackend
@@ -80,15 +81,14 @@ def shared_served_backend(server: ServerOptions, tokenizer_spec: str | None = No
         if tokenizer_spec is not None:
             return ServedBackend(server.base_url, tokenizer=_tokenizers.get(tokenizer_spec,
                                  lambda: load_tokenizer(tokenizer_spec)), prefer=tokenizer_spec, **options)
-        probe = ServerClient(server.base_url, api_key=server.api_key, timeout=server.timeout)
-        try:
-            names = [m.get("id") for m in probe.get("/models").get("data", [])]
-        finally:
-            probe.close()
-        name = server.served_model or (names[0] if len(names) == 1 else None)
-        if name is None:
-            raise ConfigError(f"{server.base_url} serves {names}; name the model (served_model=...).")
-        return ServedBackend(server.base_url, tokenizer=_tokenizers.get(name, lambda: load_tokenizer(name)), **options)
+        client = ServerClient(server.base_url, api_key=server.api_key, timeout=server.timeout)
+        try:  # the tokenizer is found by the served model's name, so ask the server for it first
+            name, _ = pick_model(client, server.served_model)
+            tokenizer = _tokenizers.get(name, lambda: load_tokenizer(name))
+            return ServedBackend(server.base_url, tokenizer=tokenizer, model=name, client=client)
+        except BaseException:
+            client.close()
+            raise
 
     return _served.get(key, make)
 

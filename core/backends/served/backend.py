@@ -46,7 +46,6 @@ class ServedSession:
 
     forward_calls: int = 0
     tokens_processed: int = 0
-    requests: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -82,8 +81,7 @@ class ServedBackend:
         self.served_model, self.context_window = self._find_model(model, prefer)
         self.vocab_size = len(tokenizer)
         self.eos_ids = end_of_response_ids(tokenizer)
-        self._clause_ids = clause_end_ids(tokenizer)
-        self._clause_set = frozenset(self._clause_ids)
+        self._clause_set = frozenset(clause_end_ids(tokenizer))
         self.top_k_cap = top_logprobs
         self.lock = threading.RLock()
         self._sessions = SessionScope(f"rain_served_{id(self)}", ServedSession())
@@ -93,20 +91,9 @@ class ServedBackend:
 
     # ------------------------------------------------------------------------------------------ connection checks
     def _find_model(self, model: str | None, prefer: str | None) -> tuple[str, int]:
-        listing = self.client.get("/models").get("data", [])
-        names = [m.get("id") for m in listing]
-        if model is None and prefer in names:
-            model = prefer
-        if model is None:
-            if len(names) != 1:
-                raise ServerError(f"{self.base_url} serves {names or 'no models'}; name the one to use (model=...).")
-            model = names[0]
-        if model not in names:
-            raise ServerError(f"{self.base_url} does not serve a model named {model!r}; it serves {names}. Pass the "
-                              "server's --served-model-name as the model (or served_model=).")
-        entry = listing[names.index(model)]
+        name, entry = pick_model(self.client, model, prefer)
         window = entry.get("max_model_len") or getattr(self.tokenizer, "model_max_length", None) or 2048
-        return model, int(min(window, 10**7))
+        return name, int(min(window, 10**7))
 
     def _check_tokenizer(self) -> None:
         """Refuse a local tokenizer that encodes differently from the server's."""
@@ -170,7 +157,6 @@ class ServedBackend:
         generated = int(usage.get("completion_tokens", 0))
         session = self._session()
         with session.lock:
-            session.requests += 1
             session.forward_calls += 1 + max(0, generated - sequences)
             session.tokens_processed += prompt + generated
 
@@ -323,6 +309,24 @@ class ServedBackend:
 
     def close(self) -> None:
         self.client.close()
+
+
+def pick_model(client: ServerClient, model: str | None, prefer: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The served model to use and its ``/models`` entry: ``model`` (which must be served), else ``prefer`` when
+    served, else the server's only model."""
+    listing = client.get("/models").get("data", [])
+    names = [m.get("id") for m in listing]
+    if model is None and prefer in names:
+        model = prefer
+    if model is None:
+        if len(names) != 1:
+            raise ServerError(f"{client.base_url} serves {names or 'no models'}; name the one to use "
+                              "(served_model=...).")
+        model = names[0]
+    if model not in names:
+        raise ServerError(f"{client.base_url} does not serve a model named {model!r}; it serves {names}. Pass the "
+                          "server's --served-model-name as the model (or served_model=).")
+    return model, listing[names.index(model)]
 
 
 def _token_id(key: str) -> int:

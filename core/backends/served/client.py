@@ -57,7 +57,6 @@ class ServerClient:
             return httpx.AsyncClient(headers=headers, limits=limits, timeout=httpx.Timeout(self.timeout))
 
         self._client = asyncio.run_coroutine_threadsafe(make(), self._loop).result()
-        self.requests_sent = 0  # HTTP requests made (tries included), for tests and benchmarks
 
     # ------------------------------------------------------------------------------------------ public
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +109,6 @@ class ServerClient:
         for attempt in range(self.retries + 1):
             if attempt:
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-            self.requests_sent += 1
             try:
                 response = await self._client.request(method, url, json=body, timeout=self.timeout)
             except httpx.TimeoutException:
@@ -155,9 +153,4 @@ def _message(response: httpx.Response) -> str:
     return json.dumps(data)[:300]
 
 
-def backoff_total(retries: int, backoff: float) -> float:
-    """The seconds a failing call spends sleeping between its tries (documentation and tests)."""
-    return sum(backoff * 2 ** i for i in range(retries))
-
-
-__all__ = ["ServerClient", "backoff_total"]
+__all__ = ["ServerClient"]
