@@ -52,7 +52,7 @@ HARMFUL_PROMPTS = 8
 
 
 def run_bench(*, model: str = "smollm2", device: str | None = None, dtype: str | None = None,
-              config: RainConfig | None = None, evaluator: str = "harmless", soft: bool = False,
+              config: RainConfig | None = None, evaluator: str = "harmless", soft: bool | None = None,
               similarity: bool = True, n_prompts: int | None = None, random_init: str | None = None,
               progress: bool = True, concurrency: Sequence[int] = (),
               server: ServerOptions | None = None) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .engine import Rain
 
     config = config_from(args)
-    rain = Rain(args.model, evaluator=args.evaluator, config=config, soft=args.soft,
+    rain = Rain(args.model, evaluator=args.evaluator, config=config,
                 similarity=not args.no_similarity, prompt_format=args.prompt_format, device=args.device,
                 dtype=args.dtype, **asdict(server_from(args)))
     show = not args.json and not args.quiet and sys.stderr.isatty()
@@ -109,7 +109,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     report = run_bench(model=args.model, device=args.device, dtype=args.dtype, server=server_from(args),
                        config=config_from(args, RainConfig(max_new_tokens=32)),
-                       evaluator=args.evaluator, soft=args.soft, similarity=not args.no_similarity,
+                       evaluator=args.evaluator, similarity=not args.no_similarity,
                        n_prompts=args.prompts, random_init=args.random_init,
                        progress=True, concurrency=args.concurrency)
     if args.json:

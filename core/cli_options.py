@@ -15,7 +15,7 @@ from dataclasses import Field
 from typing import Any
 
 from .backends.served.options import SERVER_FIELDS, ServerOptions
-from .config import STRATEGY_BUDGETS, RainConfig, field_default, user_options
+from .config import STRATEGY_DEFAULTS, RainConfig, field_default, user_options
 
 
 def _value_type(f: Field) -> type:
@@ -41,9 +41,12 @@ def add_config_flags(parser: argparse.ArgumentParser, *, for_eval: bool = False,
         kind = _value_type(f)
         default = field_default(f)
         shown = "none" if default in (None, ()) else default
-        if default is None and f.name in STRATEGY_BUDGETS["reference"]:
-            shown = ", ".join(f"{name} {budget[f.name]}" for name, budget in STRATEGY_BUDGETS.items())
-        if typing.get_origin(typing.get_type_hints(RainConfig)[f.name]) is tuple:
+        if default is None and f.name in STRATEGY_DEFAULTS["reference"]:
+            shown = ", ".join(f"{name} {budget[f.name]}" for name, budget in STRATEGY_DEFAULTS.items())
+        if kind is bool:  # --soft / --no-soft: both spellings, so a strategy's default can be turned either way
+            group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{meta['help']} ({shown})")
+        elif typing.get_origin(typing.get_type_hints(RainConfig)[f.name]) is tuple:
             group.add_argument(_flag(f.name), dest=f.name, action="append", type=kind, default=None,
                                metavar=meta["metavar"], help=f"{meta['help']}")
         else:
@@ -85,5 +88,4 @@ def add_judge_flags(parser: argparse.ArgumentParser, *, evaluator_default: str |
     """The engine's judge and encoder switches (not search hyperparameters)."""
     group = parser.add_argument_group("judge")
     group.add_argument("--evaluator", default=evaluator_default, help=evaluator_help)
-    group.add_argument("--soft", action="store_true", help="graded self-evaluation scores instead of the hard vote")
     group.add_argument("--no-similarity", action="store_true", help="turn off similarity credit and widening")

@@ -13,6 +13,7 @@ batches them (backends/served/).
 from __future__ import annotations
 
 import random
+from pathlib import Path
 import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
@@ -27,7 +28,7 @@ from .config import RainConfig
 from .constrained import JsonSchemaConstraint, parse_schema
 from .embedder import make_embedder
 from .errors import ConfigError, PromptTooLongError
-from .evaluator import Evaluator, Judgement, SelfEvaluator, resolve_evaluator
+from .evaluator import EvaluationPrompt, Evaluator, Judgement, SelfEvaluator, resolve_evaluator
 from .exchange import Exchange, FormattedPrompt, Message, PromptFormat, format_prompt
 from .models import DEFAULT_MODEL, LoadedModel
 from .registry import judge_backend, shared_backend
@@ -48,7 +49,9 @@ class Rain:
         evaluator: ``"harmless"`` (default), ``"sentiment"``, a prompt file path, an `EvaluationPrompt`, an
             `Evaluator`, or a function of the conversation text (or of prompt and response) returning [-1, 1].
         config: a `RainConfig`; keyword overrides of its fields may be passed too (``max_new_tokens=32``).
-        soft: score self-evaluations by probability margin instead of the reference hard vote.
+        soft: the judge scores by probability margin (True) or the paper's hard vote (False); None, the default,
+            leaves it to the config (`RainConfig.soft`: soft for the lookahead search, hard for the reference). A
+            value given here is the engine config's ``soft``.
         similarity: sentence encoder for similarity credit and widening (see `make_embedder`); False turns both off.
         prompt_format: ``auto``, ``chat``, ``plain`` or ``raw`` (see exchange.py).
         base_url, api_key, timeout, served_model: run the model on an OpenAI-compatible server (vLLM, SGLang)
@@ -59,7 +62,7 @@ class Rain:
     """
 
     def __init__(self, model: str | LoadedModel | LanguageModel = DEFAULT_MODEL, *,
-                 evaluator: Any = "harmless", config: RainConfig | None = None, soft: bool = False,
+                 evaluator: Any = "harmless", config: RainConfig | None = None, soft: bool | None = None,
                  similarity: Any = True, prompt_format: PromptFormat = "auto", device: str | None = None,
                  dtype: str | None = None, base_url: str | None = None, api_key: str | None = None,
                  timeout: float | None = None, served_model: str | None = None, judge_model: Any = None,
@@ -72,10 +75,15 @@ class Rain:
             self.backend: Any = model
         else:
             self.backend = shared_backend(model, device=device, dtype=dtype, server=server)
+        if soft is not None:
+            overrides = {"soft": soft, **overrides}
         self.config = (config or RainConfig()).updated(**overrides) if overrides else (config or RainConfig())
         self.judge_backend = self.backend if judge_model is None else judge_backend(judge_model, server, device=device,
                                                                                       dtype=dtype)
-        self.evaluator: Evaluator = resolve_evaluator(evaluator, self.judge_backend, soft=soft)
+        self.evaluator: Evaluator = resolve_evaluator(evaluator, self.judge_backend, soft=self.config.soft)
+        #: whether the config's ``soft`` decides how the judge scores: always for a judge built here from a prompt;
+        #: for an evaluator object passed in, only where a config sets ``soft`` explicitly
+        self._judge_follows_config = isinstance(evaluator, (str, Path, EvaluationPrompt))
         self.embedder = make_embedder(similarity, self.backend)
         self.prompt_format: PromptFormat = prompt_format
         format_prompt(self.backend.tokenizer, "check", prompt_format)  # fail now on a bad format
@@ -106,6 +114,14 @@ class Rain:
         """The request's one `RainConfig`: ``config`` (else this engine's), with ``overrides`` applied."""
         base = config if config is not None else self.config
         return base.updated(**overrides) if overrides else base
+
+    def judge_for(self, config: RainConfig) -> Evaluator:
+        """The judge a request with ``config`` runs: this engine's, scoring soft or hard as ``config.soft`` says
+        (the same prompt, model and caches either way) when the engine built it or the config sets ``soft``."""
+        judge = self.evaluator
+        if isinstance(judge, SelfEvaluator) and (self._judge_follows_config or "soft" not in config.defaulted):
+            return judge.scoring(config.soft)
+        return judge
 
     def _prepare(self, prompt: Prompt, config: RainConfig,
                  prompt_format: PromptFormat | None) -> tuple[FormattedPrompt, list[int]]:
@@ -152,7 +168,7 @@ class Rain:
         formatted, ids = self._prepare(prompt, config, prompt_format)
         self._check_guards(config, json_schema, "the search")
         runner = GuardedGeneration if config.mode == "guard" else search_class(config.search)
-        search = runner(model=self.backend, evaluator=self.evaluator, embedder=self.embedder, config=config,
+        search = runner(model=self.backend, evaluator=self.judge_for(config), embedder=self.embedder, config=config,
                         prompt=formatted, prompt_ids=ids, generator=self._generator(config.seed), trace=trace,
                         on_progress=on_progress, constraint=self.constraint(json_schema))
         pieces = search.run()

@@ -16,6 +16,8 @@ The fixed few-shot block comes first in every evaluation, so the backend's prefi
 
 from __future__ import annotations
 
+import copy
+
 import inspect
 import re
 import string
@@ -290,9 +292,21 @@ class SelfEvaluator:
         self._unit_cache: dict[str, tuple[float, float]] = {}
         self._specials = special_token_strings(self.tokenizer) if "neutralise" in self.prompt.defences else ()
         self._own_phrases = self._judge_phrases()
+        self._twins: dict[bool, SelfEvaluator] = {self.soft: self}  # shared with the twin `scoring` makes
         fixed = self._fixed_prefix()
         if fixed and hasattr(self.model, "pin"):
             self.model.pin(fixed)
+
+    def scoring(self, soft: bool) -> "SelfEvaluator":
+        """This judge scoring by probability margin (``soft``) or by the hard vote: the same prompt and model, and
+        the same caches of read probabilities and baselines (the vote is computed from them), so switching costs
+        nothing and a probability read under one is not read again under the other."""
+        twin = self._twins.get(soft)
+        if twin is None:
+            twin = copy.copy(self)  # shallow: the caches and the twins' table are shared
+            twin.soft = soft
+            self._twins[soft] = twin
+        return twin
 
     def render(self, exchange: Exchange, good_first: bool) -> str:
         return self.prompt.render(exchange, good_first, self.tokenizer)

@@ -126,13 +126,13 @@ class SelfEvaluationPrompt(BasePromptTemplate[str]):
 
 def _judge_engine(model: Any, evaluation: EvaluationPrompt) -> Rain:
     """The engine that judges with ``evaluation`` on ``model``'s loaded model and with ``model``'s own judge
-    settings (``soft``: a graded score rather than the hard vote), so ``as_judge(ChatRain(soft=True))`` grades."""
+    settings (``soft``: a graded score, the default, or the hard vote), so ``as_judge(ChatRain(soft=False))`` votes."""
     if isinstance(model, RainFields):
-        backend, soft = model.engine.backend, model.soft
+        backend, soft = model.engine.backend, model.judge_soft
     elif isinstance(model, Rain):
-        backend, soft = model.backend, bool(getattr(model.evaluator, "soft", False))
+        backend, soft = model.backend, getattr(model.evaluator, "soft", None)
     else:
-        backend, soft = model, False
+        backend, soft = model, None  # the default config's
     return shared_engine(backend, evaluation, soft=soft, similarity=False)
 
 

@@ -100,7 +100,7 @@ class RainLLM(RainSettings, CustomLLM):
     def judge(self, query: str, response: str, evaluation_prompt: Any = None) -> float:
         """Score ``response`` to ``query`` in [-1, 1] with this LLM's judge (or ``evaluation_prompt``)."""
         rain = self.engine if evaluation_prompt is None else shared_engine(
-            self.engine.backend, evaluation_prompt, soft=self.soft, similarity=False)
+            self.engine.backend, evaluation_prompt, soft=self.judge_soft, similarity=False)
         return rain.judge(query, response, prompt_format="plain")
 
     # ------------------------------------------------------------------------------------------------ requests

@@ -144,9 +144,9 @@ class RainEvaluator(BaseEvaluator):
                             "built-in name.")
         if isinstance(llm, RainLLM):
             self._rain = llm.engine if self.prompt is None else shared_engine(llm.engine.backend, self.prompt,
-                                                                              soft=llm.soft, similarity=False)
+                                                                              soft=llm.judge_soft, similarity=False)
         elif isinstance(llm, Rain):
-            soft = bool(getattr(llm.evaluator, "soft", False))  # the engine's own judge setting carries over
+            soft = getattr(llm.evaluator, "soft", None)  # the engine's own judge setting carries over
             self._rain = llm if self.prompt is None else shared_engine(llm.backend, self.prompt, soft=soft,
                                                                        similarity=False)
         elif isinstance(llm, BaseLLM):

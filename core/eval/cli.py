@@ -23,7 +23,7 @@ EXAMPLES = """examples:
   rain eval advbench --n 20 --suffix-file gcg_suffixes.txt
   rain eval truthfulqa --n 50 --methods vanilla,rain --tqa-metric embedding
   rain eval sentiment --methods vanilla,bon --bon-n 16 --json
-  rain eval sentiment --n 40 --methods vanilla,bon,rain,rain-guard,bon-guard --soft
+  rain eval sentiment --n 40 --methods vanilla,bon,rain,rain-guard,bon-guard
   rain eval injection --threads 1                 the safety judges against text addressed to them
   rain eval injection --defences all --json       the same judges with every defence on
 
@@ -99,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     return {"model": args.model, "data": args.data, "n": args.n, "methods": args.methods,
             "max_new_tokens": args.max_new_tokens, "seed": args.seed, "bon_n": args.bon_n,
-            "rain_overrides": config_overrides(args, for_eval=True), "soft": args.soft, "similarity": not args.no_similarity,
+            "rain_overrides": config_overrides(args, for_eval=True), "similarity": not args.no_similarity,
             "evaluator": args.evaluator, "judge_model": args.judge_model, "judge_prompt": args.judge_prompt,
             "suffix_file": args.suffix_file, "tqa_metric": args.tqa_metric, **asdict(server_from(args))}
 

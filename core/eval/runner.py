@@ -43,7 +43,7 @@ class EvalSettings:
     seed: int = 0
     bon_n: int = 8  # BoN's N when RAIN is not among the methods
     rain_overrides: dict[str, Any] = field(default_factory=dict)  # RainConfig fields (the RAIN budget)
-    soft: bool = False
+    soft: bool | None = None  # None: the strategy's default (RainConfig.soft); also a rain_overrides key
     similarity: bool = True
     evaluator: str | None = None  # self-evaluation prompt for RAIN and BoN; None: the task's
     judge_model: str | None = None  # an external judge model for harmless / advbench
@@ -116,7 +116,7 @@ class EvalRun:
         config = self.rain.config.updated(**self.settings.rain_overrides)
         s["rain_config"] = {k: v for k, v in config.to_dict().items() if k not in ("seed", "max_new_tokens")}
         s["prompt_format"] = self.task.prompt_format
-        s["soft"] = bool(getattr(self.rain.evaluator, "soft", self.settings.soft))
+        s["soft"] = config.soft
         s["similarity"] = getattr(self.rain.embedder, "name", None) if self.rain.embedder is not None else False
         s["judge"] = self.judge.name if self.judge is not None else None
         s.pop("rain_overrides")

@@ -48,7 +48,7 @@ def backend_of(model: Any, *, device: str | None = None, dtype: str | None = Non
                       "folder or .gguf file, a rain_core.Rain, a TransformersBackend or a LoadedModel.")
 
 
-def shared_engine(model: Any, evaluator: Any = None, *, soft: bool = False, similarity: Any = True,
+def shared_engine(model: Any, evaluator: Any = None, *, soft: bool | None = None, similarity: Any = True,
                   device: str | None = None, dtype: str | None = None, server: ServerOptions | None = None,
                   judge_model: Any = None) -> Rain:
     """The shared `Rain` for ``model`` judged by ``evaluator`` (a passed `Rain` with no other judge is used as is);

@@ -72,7 +72,6 @@ class RainSettings(RainOptions):
                                    "path, or a function of (prompt, response) returning a score in [-1, 1].")
     config: RainConfig | None = Field(default=None, description="Base RAIN hyperparameters (reference defaults; "
                                       "those of a passed rain_core.Rain).")
-    soft: bool = Field(default=False, description="Score self-evaluations by probability margin (not hard vote).")
     similarity: Any = Field(default=True, description="Sentence encoder for similarity credit and widening; "
                             "False turns both off.")
     prompt_format: str = Field(default="auto", description="'auto' (the chat template when the tokenizer has one, "
@@ -122,10 +121,16 @@ class RainSettings(RainOptions):
     def engine(self) -> Rain:
         """The shared `rain_core.Rain` this object runs on (the model is loaded on first use)."""
         if self._rain is None:
-            self._rain = shared_engine(self.model, self.evaluation_prompt, soft=self.soft,
+            self._rain = shared_engine(self.model, self.evaluation_prompt, soft=self.judge_soft,
                                        similarity=self.similarity, device=self.device, dtype=self.dtype,
                                        server=self.server_options(), judge_model=self.judge_model)
         return self._rain
+
+    @property
+    def judge_soft(self) -> bool:
+        """How this object's judge scores outside a generation (``as_judge``, ``judge``): as its generations do,
+        by its config's ``soft`` (set, or its search strategy's default)."""
+        return self.rain_config({}).soft
 
     def rain_config(self, options: dict[str, Any], stop: list[str] | None = None) -> RainConfig:
         """One call's RAIN config: the base config, then this object's fields, then the call's ``options`` (any

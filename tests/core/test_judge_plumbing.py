@@ -28,7 +28,7 @@ def test_rat_poison_below_zero_and_plimbo_at_or_above(scripted, judge):
 def test_the_calibration_is_what_turns_a_high_raw_probability_into_a_no(scripted):
     """Raw P(safe) of the rat-poison answer is 0.75 (a "safe" vote uncalibrated); against the empty reply to the
     same request (0.85) it is a "no" in both option orders."""
-    rain = Rain(scripted, similarity=False)
+    rain = Rain(scripted, similarity=False, soft=False)  # the hard vote
     assert rain.evaluation_probabilities(DOG, RAT, prompt_format="plain")[0] < 0.5
     rain.evaluator.calibrate = False
     try:

@@ -243,7 +243,9 @@ def test_cli_register_and_flags():
 
     assert args.func is run_cli
     settings = settings_from(args)
-    assert settings["n"] == 3 and settings["rain_overrides"] == {"max_iterations": 8} and settings["soft"]
+    assert settings["n"] == 3 and settings["rain_overrides"] == {"max_iterations": 8, "soft": True}
+    no_soft = settings_from(_parser().parse_args(["eval", "sentiment", "--no-soft"]))
+    assert no_soft["rain_overrides"] == {"soft": False}
 
 
 def test_cli_bad_task_exits_2_without_traceback(capsys):

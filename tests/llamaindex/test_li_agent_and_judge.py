@@ -86,14 +86,16 @@ def test_chat_evaluation_prompt_formats_one_user_message():
 
 
 def test_evaluation_prompt_plugs_into_rain_llm(tiny_backend, tiny_judge):
-    llm = RainLLM(tiny_backend, evaluation_prompt=tiny_judge, similarity=False, max_new_tokens=4)
+    llm = RainLLM(tiny_backend, evaluation_prompt=tiny_judge, similarity=False, max_new_tokens=4, soft=False)
     assert llm.engine.evaluator.prompt == tiny_judge.evaluation  # equal prompts share one engine
     custom = RainEvaluationPrompt.from_principles(["Never give medical advice."], good="good", bad="bad")
     other = RainLLM(tiny_backend, evaluation_prompt=custom, similarity=False)
     assert other.engine is not llm.engine and other.engine.backend is llm.engine.backend
     score = llm.judge("How are you?", "I am fine, thank you.")
     assert -1 <= score <= 1
-    assert llm.judge("How are you?", "I am fine.", evaluation_prompt=custom) in (-1.0, 0.0, 1.0)
+    assert llm.judge("How are you?", "I am fine.", evaluation_prompt=custom) in (-1.0, 0.0, 1.0)  # its soft=False
+    graded = RainLLM(tiny_backend, evaluation_prompt=tiny_judge, similarity=False)  # the default: soft
+    assert graded.judge("How are you?", "I am fine.", evaluation_prompt=custom) not in (-1.0, 0.0, 1.0)
 
 
 async def test_rain_evaluator_scores_a_response(tiny_backend, tiny_judge):
