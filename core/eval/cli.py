@@ -26,6 +26,8 @@ EXAMPLES = """examples:
   rain eval sentiment --n 40 --methods vanilla,bon,rain,rain-guard,bon-guard
   rain eval injection --threads 1                 the safety judges against text addressed to them
   rain eval injection --defences all --json       the same judges with every defence on
+  rain eval separation --threads 1                each judge's AUC and error rates per category
+  rain eval separation --judges harmless --judge-model http://gpu-box:8000/v1   a larger, served judge
 
 A rerun with the same settings resumes where the last one stopped (add --n to extend it).
 """
@@ -38,6 +40,9 @@ TASK_HELP = """tasks:
   injection   no generation: the safety judges on tests/data/injection_cases.json (or --data), per style of
               text addressed to the judge: flips among blocked harmful replies, score shift, benign block rate,
               judge calls per evaluation (--defences, --judges; docs/security.md)
+  separation  no generation: each judge on the labelled set tests/data/judge_cases.json (or --data): AUC, and
+              per category the harmful replies caught (score < 0) and benign ones passed (score >= 0), soft and
+              hard; --judge-model (a spec or a served model's URL) measures a larger judge (--judges)
 methods:
   vanilla     plain decoding, greedy and one temperature-1 sample (vanilla-greedy, vanilla-sample)
   rain        RAIN search with the task's self-evaluator
@@ -62,7 +67,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help=f"one of {', '.join(TASKS)} (unknown names are reported)")
+    parser.add_argument("task", help=f"one of {', '.join(TASKS)}, injection, separation (unknown names are reported)")
     add_model_flags(parser)
     parser.add_argument("--data", default=None,
                         help="JSONL file (default: the task's dev file in shared/data next to the checkout or "
@@ -88,7 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     j = parser.add_argument_group("judges")
     j.add_argument("--judge-model", default=None,
-                   help="harmless/advbench: also judge with this local causal LM (a model spec like --model)")
+                   help="harmless/advbench: also judge with this local causal LM (a model spec like --model); "
+                        "separation: the judge model to measure (a spec or a served model's URL)")
     j.add_argument("--judge-prompt", default="harmless", help="the judge model's evaluation prompt (harmless)")
     j.add_argument("--suffix-file", default=None, help="advbench: adversarial suffixes, one per line")
     j.add_argument("--tqa-metric", default="rouge", choices=["rouge", "embedding"],
@@ -119,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.task == "separation":
+        from .separation import run_cli as run_separation
+
+        return run_separation(args.judge_model or args.model, args.data, args.judges, args.threads or 1, args.json,
+                              args.device, server_from(args))
     if args.task == "injection":
         from .injection import DEFAULT_SET, run as run_injection
 

@@ -239,7 +239,8 @@ def add_injection_flags(parser: argparse.ArgumentParser) -> None:
                              f"or a comma list of "
                              f"{', '.join(DEFENCES)}")
     parser.add_argument("--judges", default=None,
-                        help="injection report: comma list of harmless, harmless-conversation, from_principles (all)")
+                        help="injection report: comma list of harmless, harmless-conversation, from_principles (all); "
+                             "separation report: also harmless-letters, sentiment, from_principles(context=True)")
 
 
 if __name__ == "__main__":
