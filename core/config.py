@@ -45,10 +45,14 @@ SEARCH_STRATEGIES = ("reference", "lookahead")
 #: rollouts at most, none forced after the first round (a round that finds nothing judged good enough follows its
 #: best response), a round stops at the first response judged at least 0.2 (chosen on dev prefixes 0-34 offline,
 #: measured on held-out prefixes: docs/eval.md), and the judge scores by its probability margin (``soft``): with
-#: the hard vote the same search gave 42-45% on held-out sentiment prefixes against 65-75% soft (docs/eval.md).
+#: the hard vote the same search gave 42-45% on held-out sentiment prefixes against 65-75% soft (docs/eval.md);
+#: its rollouts are decoded 8 at a time (``parallel_leaves``), as Best-of-N decodes its samples, and judged in order
+#: until the first good one (so a round costs one batched decode per 8 rollouts, not one decode per rollout).
 STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "reference": {"max_iterations": 50, "min_iterations": 15, "value_threshold": 0.8, "soft": False},
-    "lookahead": {"max_iterations": 16, "min_iterations": 0, "value_threshold": 0.2, "soft": True},
+    "reference": {"max_iterations": 50, "min_iterations": 15, "value_threshold": 0.8, "soft": False,
+                  "parallel_leaves": 1},
+    "lookahead": {"max_iterations": 16, "min_iterations": 0, "value_threshold": 0.2, "soft": True,
+                  "parallel_leaves": 8},
 }
 #: What the lookahead search's first rollout of a response is (`RainConfig.first_rollout`).
 FIRST_ROLLOUTS = ("greedy", "sample")
@@ -120,10 +124,12 @@ class RainConfig:
             reference; small models often loop on a phrase ("I'm a cat, I'm a cat, ...") and 3 stops that.
 
     Throughput:
-        parallel_leaves: leaves each inner step selects (with a virtual loss, so they differ), then simulates,
-            judges and expands together in one batch and backs up all of them. 1 is the reference search, exactly;
-            more trades a little search order for fewer, wider forwards (worth it on a GPU). Each leaf counts as one
-            inner iteration of the budget.
+        parallel_leaves: the reference search: leaves each inner step selects (with a virtual loss, so they
+            differ), then simulates, judges and expands together in one batch and backs up all of them. 1 (its
+            default) is the reference search, exactly; more trades a little search order for fewer, wider forwards
+            (worth it on a GPU). Each leaf counts as one inner iteration of the budget. The lookahead search:
+            rollouts decoded together in one batch (default 8); they are judged in order, and the round stops at the
+            first judged at least ``value_threshold`` (the ones after it are not judged).
     """
 
     min_visits: int = field(default=6, metadata=option(
@@ -167,8 +173,9 @@ class RainConfig:
     seed: int | None = field(default=None, metadata=option("makes sampling reproducible", eval_flag=False))
     no_repeat_ngram_size: int = field(default=0, metadata=option(
         "no n-gram of this size twice in the response; 0 is off (the reference)"))
-    parallel_leaves: int = field(default=1, metadata=option(
-        "leaves per inner step, selected with a virtual loss and run as one batch; 1 is the reference search"))
+    parallel_leaves: int | None = field(default=None, metadata=option(
+        "reference: leaves per inner step, selected with a virtual loss and run as one batch (1 is the paper's "
+        "search); lookahead: rollouts decoded as one batch, judged in order until the first good one"))
     mode: str = field(default="full", metadata=option(
         "'full' (search before every commit, the default) or 'guard' (plain drafting; search only from a clause "
         "the judge rejects)", metavar="MODE", eval_flag=False))

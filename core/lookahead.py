@@ -25,15 +25,19 @@ self-evaluate → back up, commit a child and keep its subtree) and changes what
   reuses both): later candidates cost fewer model tokens than whole samples.
 - **Spend the budget where it is needed.** ``max_iterations`` counts the rollouts of the whole response (the
   reference counts per commit): the first round may spend all of it, and each later round gets what is left, but at
-  least ``min_iterations`` fresh rollouts. Rollouts run in batches of ``parallel_leaves`` (the backend samples a
-  batch's rows in one forward pass per token), and a round stops after the batch that finds a response judged at
-  least ``value_threshold`` (RAIN's stopping rule, applied to complete responses); a root whose incumbent already
-  scores that much is committed without new rollouts. So an easy prompt costs a few rollouts and the budget goes to
+  least ``min_iterations`` fresh rollouts. Rollouts are decoded in batches of ``parallel_leaves`` (8 by default;
+  the backend samples a batch's rows in one forward pass per token, as Best-of-N samples its answers), then judged
+  in the batch's order, and the round stops at the first response judged at least ``value_threshold`` (RAIN's
+  stopping rule, applied to complete responses; the rest of that batch is not judged); a root whose incumbent
+  already scores that much is committed without new rollouts. So an easy prompt costs a few rollouts and the budget goes to
   the prompts whose samples the judge does not like. With ``min_iterations = 0`` a response whose first round finds
   nothing good enough follows the best response of that round.
 
 No clause is checked against greedy decoding, so ``stats.rewinds`` counts every commit of this strategy (the
-greedy rollout's clauses too); ``inner_iterations`` counts rollouts.
+greedy rollout's clauses too); ``inner_iterations`` counts judged rollouts (the budget counts decoded ones).
+
+Batched rounds changed seeded texts (issue 21): a round's samples are drawn together from one generator, so the
+same seed draws other samples than one-at-a-time decoding did; ``parallel_leaves=1`` decodes one at a time again.
 """
 
 from __future__ import annotations
@@ -70,23 +74,22 @@ class LookaheadSearch(RainSearch):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._clause_ends: dict[int, bool] = {}
+        self._decoded = 0  # rollouts decoded for this response (the budget); judged ones are stats.inner_iterations
 
     def _search_root(self) -> int:
         cfg = self.config
         if self.root.children and self._choose().peak >= cfg.value_threshold:
             return 0  # the incumbent is already good enough: commit its next clause as it stands
         # the budget is the response's: what earlier rounds spent is gone; a later round still gets min_iterations
-        budget = max(cfg.max_iterations - self.stats.inner_iterations, cfg.min_iterations,
-                     0 if self.root.children else 1)
+        budget = max(cfg.max_iterations - self._decoded, cfg.min_iterations, 0 if self.root.children else 1)
         done = 0
         while done < budget:
             size = min(cfg.parallel_leaves, budget - done)
-            # one batch: the backend decodes all rows in one forward pass per token
-            self._rollout_batch(size, greedy_first=cfg.first_rollout == "greedy" and self.stats.inner_iterations == 0)
+            found = self._rollout_batch(size, greedy_first=cfg.first_rollout == "greedy" and self._decoded == 0)
             done += size
-            best = self._choose()
-            self._report(best.peak)
-            if best.peak >= cfg.value_threshold:
+            self._decoded += size
+            self._report(self._choose().peak)
+            if found:
                 break  # RAIN's stopping rule, applied to judged complete responses: a good one has been found
         return done
 
@@ -94,9 +97,12 @@ class LookaheadSearch(RainSearch):
         """The root child on the path of the best judged response (ties: the more visited)."""
         return max(self.root.children, key=lambda c: (c.peak, c.visits))
 
-    def _rollout_batch(self, size: int, greedy_first: bool = False) -> None:
-        """Run ``size`` complete responses from the root in one batch (the first greedy when ``greedy_first``, the
-        rest sampled), judge each, add it to the tree, back up."""
+    def _rollout_batch(self, size: int, greedy_first: bool = False) -> bool:
+        """Decode ``size`` complete responses from the root in one batch (the first greedy when ``greedy_first``, the
+        rest sampled), then judge them in order, adding each to the tree, until one is judged at least
+        ``value_threshold``: RAIN's stopping rule in the batch's order, so the greedy answer, first in the batch,
+        still wins when it is good, and the responses after the first good one are not judged. Returns whether a
+        good one was found."""
         remaining = self.config.max_new_tokens - len(self.response)
         ids = self.prompt_ids + self.response
         rows = [RowSpec("greedy" if greedy_first and i == 0 else "full", remaining) for i in range(size)]
@@ -104,11 +110,15 @@ class LookaheadSearch(RainSearch):
         for rollout in rollouts:
             self.stats.inner_iterations += 1
             # judged one at a time, as Best-of-N judges: consecutive judgements share the committed prefix in the
-            # prefix cache (a batched judgement reads each response once per option order)
+            # prefix cache (a batched judgement reads each response once per option order), and judging stops at
+            # the first good response
             value = self._evaluate_many([rollout.tokens])[0]
             path = self._insert(rollout.tokens)
             backup(path, value, self.values)
             record_peak(path, value)
+            if value >= self.config.value_threshold:
+                return True
+        return False
 
     def _insert(self, tokens: list[int]) -> list[Node]:
         """The path (root first) of clause nodes spelling ``tokens`` below the root, created where missing."""

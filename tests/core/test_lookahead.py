@@ -191,9 +191,10 @@ def test_a_rejected_greedy_rollout_is_one_candidate_among_samples(tiny_backend):
 
 
 @pytest.mark.parametrize("leaves, expected", [(1, 3), (2, 4), (5, 5)])
-def test_a_round_stops_after_the_batch_that_finds_a_good_response(tiny_backend, leaves, expected):
-    """Rollouts run in batches of ``parallel_leaves``; the round ends after the batch holding the first response
-    judged at least ``value_threshold``, and that response is the final text."""
+def test_a_round_stops_at_the_first_good_response_in_the_batch_order(tiny_backend, leaves, expected):
+    """Rollouts are decoded in batches of ``parallel_leaves`` and judged in order; the round ends at the first
+    response judged at least ``value_threshold`` (those after it in its batch are decoded but not judged), and that
+    response is the final text."""
     calls: list[str] = []
 
     def third_is_good(prompt: str, response: str) -> float:
@@ -202,13 +203,30 @@ def test_a_round_stops_after_the_batch_that_finds_a_good_response(tiny_backend, 
 
     search = _search(tiny_backend, third_is_good, max_iterations=10, min_iterations=3, value_threshold=0.8,
                      parallel_leaves=leaves)
-    assert search._search_root() == expected
-    assert search.root.forward_visits == expected == len(calls)
+    assert search._search_root() == expected  # decoded
+    assert search.root.forward_visits == 3 == len(calls)  # judged: up to the good one
     assert search._choose().peak == 0.9
     for _ in search.run():
         pass
-    assert search.stats.inner_iterations == expected  # later commits follow the good response without rollouts
+    assert search.stats.inner_iterations == 3  # later commits follow the good response without rollouts
     assert search.result.text == calls[2]
+
+
+def test_the_default_round_decodes_its_rollouts_eight_at_a_time(tiny_backend, monkeypatch):
+    """Best-of-N decodes its samples as one batch; the default lookahead decodes a round's rollouts 8 per batch
+    (the greedy continuation first in the first one), not one after another."""
+    batches: list[list[str]] = []
+    real = type(tiny_backend).rollouts
+
+    def spy(self, ids, rows, *args, **kwargs):
+        batches.append([row.mode for row in rows])
+        return real(self, ids, rows, *args, **kwargs)
+
+    monkeypatch.setattr(type(tiny_backend), "rollouts", spy)
+    result = _lookahead(tiny_backend, Recorder(lambda r: -1.0), max_iterations=16, min_iterations=0,
+                        parallel_leaves=None).generate(PROMPT, seed=0)  # None: the strategy's default
+    assert result.stats.inner_iterations == 16
+    assert batches == [["greedy"] + ["full"] * 7, ["full"] * 8]
 
 
 def test_a_judge_that_bans_a_word_steers_the_search_away_from_it(tiny_backend):
@@ -223,7 +241,8 @@ def test_a_judge_that_bans_a_word_steers_the_search_away_from_it(tiny_backend):
 
 
 def test_lookahead_tree_invariants(tiny_backend):
-    search = _search(tiny_backend, lambda p, r: _count_e(r), max_new_tokens=24)
+    # no response reaches the threshold, so every rollout of every batch is judged and added
+    search = _search(tiny_backend, lambda p, r: min(_count_e(r), 0.9), max_new_tokens=24, value_threshold=1.0)
     for _ in range(3):
         search._rollout_batch(4)
 

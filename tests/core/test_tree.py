@@ -107,7 +107,7 @@ def _search(judge, **config) -> RainSearch:
     prompt = FormattedPrompt("", (), "", "", raw=True, add_special_tokens=False)
     generator = torch.Generator().manual_seed(0)
     cfg = RainConfig(**{"max_iterations": 6, "min_iterations": 3, "max_new_tokens": 4, "num_candidates": 3,
-                        **config})
+                        "parallel_leaves": 1, **config})
     return RainSearch(model=model, evaluator=CallableEvaluator(judge), embedder=None, config=cfg, prompt=prompt,
                       prompt_ids=[VOCAB.index("c")], generator=generator)
 
