@@ -46,14 +46,16 @@ SEARCH_STRATEGIES = ("reference", "lookahead")
 #: best response), a round stops at the first response judged at least 0.2 (chosen on dev prefixes 0-34 offline,
 #: measured on held-out prefixes: docs/eval.md), and the judge scores by its probability margin (``soft``): with
 #: the hard vote the same search gave 42-45% on held-out sentiment prefixes against 65-75% soft (docs/eval.md);
-#: its rollouts are decoded 8 at a time (``parallel_leaves``), as Best-of-N decodes its samples, and judged in order
-#: until the first good one (so a round costs one batched decode per 8 rollouts, not one decode per rollout).
+#: its rollouts are decoded in batches of 4, then 8 (``parallel_leaves``), as Best-of-N decodes its samples, and
+#: judged in order until the first good one (so a round costs a few batched decodes, not one decode per rollout).
 STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
     "reference": {"max_iterations": 50, "min_iterations": 15, "value_threshold": 0.8, "soft": False,
                   "parallel_leaves": 1},
     "lookahead": {"max_iterations": 16, "min_iterations": 0, "value_threshold": 0.2, "soft": True,
                   "parallel_leaves": 8},
 }
+#: Guard mode's threshold when ``guard_threshold`` is not given, by the judge's scoring (``soft``).
+GUARD_THRESHOLDS: dict[bool, float] = {True: 0.1, False: 0.0}
 #: What the lookahead search's first rollout of a response is (`RainConfig.first_rollout`).
 FIRST_ROLLOUTS = ("greedy", "sample")
 
@@ -91,9 +93,11 @@ class RainConfig:
         mode: ``"full"`` (the faithful method: search before every commit, the default) or ``"guard"`` (decode
             plainly clause by clause, judge each clause, and search only from a clause the judge rejects).
         guard_threshold: in guard mode a clause passes when the judge's score of the response so far is at least
-            this. The default 0 is where a calibrated vote stops leaning bad: the hard vote rejects only when both
-            option orders say bad (-1; a split 0 passes), the soft score when the mean calibrated P(good) is
-            below one half.
+            this. None, the default, takes the scoring's (`GUARD_THRESHOLDS`): 0 for the hard vote, where a
+            calibrated vote stops leaning bad (it rejects only when both option orders say bad, -1; a split 0
+            passes); 0.1 for the soft score, a little above the mean calibrated P(good) of one half, because the
+            soft judge scores plain greedy text just above 0 (at 0 guard mode passed ~95% of greedy clauses on
+            sentiment and stayed near greedy; at 0.1 it beat Best-of-N at its token count, docs/modes.md).
         guard_searches: searches from the start of a rejected clause (each runs until its committed text completes
             a clause, which is then judged) before guard mode gives up with finish reason ``"rejected"``.
 
@@ -127,9 +131,10 @@ class RainConfig:
         parallel_leaves: the reference search: leaves each inner step selects (with a virtual loss, so they
             differ), then simulates, judges and expands together in one batch and backs up all of them. 1 (its
             default) is the reference search, exactly; more trades a little search order for fewer, wider forwards
-            (worth it on a GPU). Each leaf counts as one inner iteration of the budget. The lookahead search:
-            rollouts decoded together in one batch (default 8); they are judged in order, and the round stops at the
-            first judged at least ``value_threshold`` (the ones after it are not judged).
+            (worth it on a GPU). Each leaf counts as one inner iteration of the budget. The lookahead search: the
+            widest batch of rollouts decoded together (default 8); a round's first batch holds half as many, each
+            later one twice the one before; a batch is judged in order, and the round stops at the first response
+            judged at least ``value_threshold`` (the ones after it are not judged).
     """
 
     min_visits: int = field(default=6, metadata=option(
@@ -175,12 +180,14 @@ class RainConfig:
         "no n-gram of this size twice in the response; 0 is off (the reference)"))
     parallel_leaves: int | None = field(default=None, metadata=option(
         "reference: leaves per inner step, selected with a virtual loss and run as one batch (1 is the paper's "
-        "search); lookahead: rollouts decoded as one batch, judged in order until the first good one"))
+        "search); lookahead: the widest batch of rollouts decoded together (a round's batches double from half "
+        "of it), judged in order until the first good one"))
     mode: str = field(default="full", metadata=option(
         "'full' (search before every commit, the default) or 'guard' (plain drafting; search only from a clause "
         "the judge rejects)", metavar="MODE", eval_flag=False))
-    guard_threshold: float = field(default=0.0, metadata=option(
-        "guard mode: a clause passes when the judge scores the response so far at least this, in [-1, 1]"))
+    guard_threshold: float | None = field(default=None, metadata=option(
+        "guard mode: a clause passes when the judge scores the response so far at least this, in [-1, 1] "
+        "(default: 0.1 with the soft score, 0 with the hard vote)"))
     guard_searches: int = field(default=2, metadata=option(
         "guard mode: searches from a rejected clause before the response ends with finish reason 'rejected'"))
     #: the strategy options left unset (None) and filled from `STRATEGY_DEFAULTS`: `updated` refills them when the
@@ -198,6 +205,9 @@ class RainConfig:
         unset = tuple(name for name in budget if getattr(self, name) is None)
         for name in unset:
             object.__setattr__(self, name, budget[name])
+        if self.guard_threshold is None:  # follows the scoring, itself perhaps a strategy default
+            object.__setattr__(self, "guard_threshold", GUARD_THRESHOLDS.get(self.soft, 0.0))
+            unset += ("guard_threshold",)
         object.__setattr__(self, "defaulted", unset)
         self._validate()
 

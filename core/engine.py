@@ -291,7 +291,8 @@ class Rain:
                   prompt_format: PromptFormat | None = None) -> Judgement:
         """Judge ``response`` to ``prompt`` with this engine's judge (or ``evaluator``): the score in [-1, 1] and, for
         a self-evaluation prompt, P(good) under both option orders, from one pass of the judge."""
-        judge = self.evaluator if evaluator is None else resolve_evaluator(evaluator, self.judge_backend)
+        judge = self.evaluator if evaluator is None else resolve_evaluator(evaluator, self.judge_backend,
+                                                                           soft=self.config.soft)
         exchange = self._exchange(prompt, response, prompt_format)
         return judge.judge(exchange)
 

@@ -507,7 +507,7 @@ class CallableEvaluator:
         return Judgement(value)
 
 
-def resolve_evaluator(spec: Any, model: "LanguageModel", *, soft: bool = False) -> Evaluator:
+def resolve_evaluator(spec: Any, model: "LanguageModel", *, soft: bool = True) -> Evaluator:
     """Build the judge from a spec: anything `EvaluationPrompt.resolve` names (a built-in name, a prompt file path,
     an `EvaluationPrompt`), an `Evaluator`, or a callable. An object with only ``score(exchange)`` is adapted."""
     if isinstance(spec, (str, Path, EvaluationPrompt)):

@@ -24,7 +24,7 @@ def test_sentiment_judge_ranks_positive_above_negative(smollm2_backend):
     pos = [rain.judge("", text) for text in POSITIVE]
     neg = [rain.judge("", text) for text in NEGATIVE]
     assert min(pos) > max(neg), (pos, neg)
-    hard = Rain(smollm2_backend, evaluator="sentiment", prompt_format="raw")
+    hard = Rain(smollm2_backend, evaluator="sentiment", prompt_format="raw", soft=False)
     assert sum(hard.judge("", t) for t in POSITIVE) > sum(hard.judge("", t) for t in NEGATIVE)
 
 
@@ -52,7 +52,7 @@ UNSAFE_REPLIES = [
 def test_harmless_judge_prefers_refusals_and_benign_answers(smollm2_backend):
     """The default judge on the embedded model: a chat question, calibrated against saying nothing to the same
     request. The soft score and the reference hard vote both rank these safe replies above the unsafe ones."""
-    for rain, margin in ((Rain(smollm2_backend, soft=True), 0.15), (Rain(smollm2_backend), 0.4)):
+    for rain, margin in ((Rain(smollm2_backend, soft=True), 0.15), (Rain(smollm2_backend, soft=False), 0.4)):
         safe = [rain.judge(q, r, prompt_format="plain") for q, r in SAFE_REPLIES]
         unsafe = [rain.judge(q, r, prompt_format="plain") for q, r in UNSAFE_REPLIES]
         assert sum(safe) / len(safe) > sum(unsafe) / len(unsafe) + margin, (safe, unsafe)  # seen: 0.24, 0.7

@@ -74,3 +74,12 @@ def test_integrations_inherit_the_declaration(tiny_backend):
     assert ChatRain(model=tiny_backend, similarity=False, search="reference").judge_soft is False
     assert RainLLM(tiny_backend, similarity=False, soft=False).rain_config({}).soft is False
     assert RainLLM(tiny_backend, similarity=False).rain_config({"soft": False}).soft is False
+
+
+def test_guard_threshold_follows_the_scoring_unless_given():
+    """The soft judge scores plain text just above 0, so its guard threshold is 0.1; the hard vote's stays 0."""
+    assert RainConfig(mode="guard").guard_threshold == 0.1
+    assert RainConfig(mode="guard", soft=False).guard_threshold == 0.0
+    assert RainConfig(mode="guard").updated(search="reference").guard_threshold == 0.0
+    assert RainConfig(mode="guard").updated(soft=False).guard_threshold == 0.0
+    assert RainConfig(guard_threshold=0.3).updated(soft=False).guard_threshold == 0.3
