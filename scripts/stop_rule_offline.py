@@ -16,6 +16,14 @@ the same items, whose ``self_score`` is the same judge's score) it also models t
 (`first_rollout="greedy"`): the greedy answer is the first candidate, then samples until one scores >= Vt.
 
     python scripts/stop_rule_offline.py analyze pools.jsonl --greedy-run runs/dev-greedy
+
+``batches`` models the batched rounds (issue 21): a round decodes its rollouts in batches (the greedy answer first in
+the first), judges each batch in order until the first response scoring >= Vt, and pays for every decoded rollout.
+Per batch schedule it prints the positive rate, Best-of-N's at the same per-item token count, and the wall time
+against Best-of-N's under a simple cost model (a batched decode of b rows costs DECODE_S + DECODE_ROW_S * b seconds,
+a judgement JUDGE_S, fitted to `rain eval` timings on the 2-core CPU; Best-of-N decodes a pilot and one batch).
+
+    python scripts/stop_rule_offline.py batches pools.jsonl --greedy-run runs/dev-greedy --schedules 8,8 4,8,4 1x16
 """
 from __future__ import annotations
 
@@ -91,6 +99,63 @@ def _simulate(items: list[dict], args: argparse.Namespace, rng: random.Random, f
             print(f"{budget} | {vt} | {rule / n:.3f} | {bon / n:.3f} | {count / n:.1f}")
 
 
+#: The batch schedules' cost model (seconds on the 2-core CPU, one torch thread, SmolLM2-135M, 24 new tokens).
+DECODE_S, DECODE_ROW_S, JUDGE_S = 1.25, 0.16, 0.33
+#: Model positions one sampled continuation costs (its new tokens); the rest of a candidate's cost is its judgement.
+DECODE_TOKENS = 25.0
+
+
+def _schedule(text: str) -> list[int]:
+    """``"4,8,4"`` -> [4, 8, 4]; ``"1x16"`` -> sixteen batches of one."""
+    if "x" in text:
+        size, count = text.split("x")
+        return [int(size)] * int(count)
+    return [int(x) for x in text.split(",")]
+
+
+def _batched_round(cands: list[dict], schedule: list[int], vt: float) -> tuple[dict, float, float]:
+    """The response a batched round ends on, its model tokens and its modelled seconds."""
+    decoded, judged, tokens, seconds = 0, [], 0.0, 0.0
+    for size in schedule:
+        batch = cands[decoded:decoded + size]
+        decoded += len(batch)
+        tokens += DECODE_TOKENS * len(batch)
+        seconds += DECODE_S + DECODE_ROW_S * len(batch)
+        for cand in batch:
+            judged.append(cand)
+            tokens += cand["tokens"] - DECODE_TOKENS
+            seconds += JUDGE_S
+            if cand["score"] >= vt:
+                return cand, tokens, seconds
+    return _best(judged), tokens, seconds
+
+
+def batches(args: argparse.Namespace) -> None:
+    items = [json.loads(line) for line in open(args.pool, encoding="utf-8")]
+    greedy = _greedy_candidates(args.greedy_run)
+    items = [item for item in items if item["index"] in greedy]
+    rng = random.Random(0)
+    print(f"{len(items)} items | schedule | Vt | positive | Best-of-N at the same tokens | mean tokens | wall / BoN's")
+    for vt in args.thresholds:
+        for text in args.schedules:
+            schedule = _schedule(text)
+            rule = bon = tokens = wall = bon_wall = 0.0
+            for item in items:
+                per_candidate = sum(c["tokens"] for c in item["cands"]) / len(item["cands"])
+                first = dict(greedy[item["index"]], tokens=item["cands"][0]["tokens"])
+                for _ in range(args.repeats):
+                    order = [first] + rng.sample(item["cands"], len(item["cands"]))
+                    chosen, spent, seconds = _batched_round(order, schedule, vt)
+                    k = min(len(item["cands"]), max(1, int(spent // per_candidate)))
+                    rule += chosen["positive"]
+                    bon += _best(rng.sample(item["cands"], k))["positive"]
+                    tokens += spent
+                    wall += seconds
+                    bon_wall += DECODE_S + DECODE_ROW_S + (DECODE_S + DECODE_ROW_S * (k - 1) if k > 1 else 0) + k * JUDGE_S
+            n = len(items) * args.repeats
+            print(f"{text} | {vt} | {rule / n:.3f} | {bon / n:.3f} | {tokens / n:.0f} | {wall / bon_wall:.2f}")
+
+
 def _greedy_candidates(run_dir: str) -> dict[int, dict]:
     """Each item's greedy answer as a pool candidate: its judged score and VADER verdict from a `rain eval` run."""
     out = {}
@@ -117,8 +182,14 @@ def main() -> None:
     a.add_argument("--thresholds", type=float, nargs="+", default=[0.1, 0.15, 0.2, 0.25, 0.3])
     a.add_argument("--repeats", type=int, default=400)
     a.add_argument("--greedy-run", default=None, help="a rain eval run with vanilla-greedy on the same items")
+    b = sub.add_parser("batches", help="batched rounds (greedy first) vs Best-of-N at the same per-item tokens")
+    b.add_argument("pool")
+    b.add_argument("--greedy-run", required=True, help="a rain eval run with vanilla-greedy on the same items")
+    b.add_argument("--schedules", nargs="+", default=["1x16", "8,8", "4,12", "4,8,4", "2,6,8"])
+    b.add_argument("--thresholds", type=float, nargs="+", default=[0.2, 0.25])
+    b.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()
-    make_pool(args) if args.command == "pool" else analyze(args)
+    {"pool": make_pool, "analyze": analyze, "batches": batches}[args.command](args)
 
 
 if __name__ == "__main__":
