@@ -46,13 +46,13 @@ SEARCH_STRATEGIES = ("reference", "lookahead")
 #: best response), a round stops at the first response judged at least 0.2 (chosen on dev prefixes 0-34 offline,
 #: measured on held-out prefixes: docs/eval.md), and the judge scores by its probability margin (``soft``): with
 #: the hard vote the same search gave 42-45% on held-out sentiment prefixes against 65-75% soft (docs/eval.md);
-#: its rollouts are decoded in batches of 4, then 8 (``parallel_leaves``), as Best-of-N decodes its samples, and
-#: judged in order until the first good one (so a round costs a few batched decodes, not one decode per rollout).
+#: its rollouts are decoded as a pilot batch of 4, then batches of 16 (``parallel_leaves``), as Best-of-N decodes
+#: its samples, and judged in order until the first good one (a round costs two batched decodes, not sixteen).
 STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
     "reference": {"max_iterations": 50, "min_iterations": 15, "value_threshold": 0.8, "soft": False,
                   "parallel_leaves": 1},
     "lookahead": {"max_iterations": 16, "min_iterations": 0, "value_threshold": 0.2, "soft": True,
-                  "parallel_leaves": 8},
+                  "parallel_leaves": 16},
 }
 #: Guard mode's threshold when ``guard_threshold`` is not given, by the judge's scoring (``soft``).
 GUARD_THRESHOLDS: dict[bool, float] = {True: 0.1, False: 0.0}
@@ -131,10 +131,10 @@ class RainConfig:
         parallel_leaves: the reference search: leaves each inner step selects (with a virtual loss, so they
             differ), then simulates, judges and expands together in one batch and backs up all of them. 1 (its
             default) is the reference search, exactly; more trades a little search order for fewer, wider forwards
-            (worth it on a GPU). Each leaf counts as one inner iteration of the budget. The lookahead search: the
-            widest batch of rollouts decoded together (default 8); a round's first batch holds half as many, each
-            later one twice the one before; a batch is judged in order, and the round stops at the first response
-            judged at least ``value_threshold`` (the ones after it are not judged).
+            (worth it on a GPU). Each leaf counts as one inner iteration of the budget. The lookahead search:
+            rollouts decoded together in one batch (default 16); a round's first batch, a pilot, holds a quarter as
+            many; a batch is judged in order, and the round stops at the first response judged at least
+            ``value_threshold`` (the ones after it are not judged).
     """
 
     min_visits: int = field(default=6, metadata=option(
@@ -180,8 +180,8 @@ class RainConfig:
         "no n-gram of this size twice in the response; 0 is off (the reference)"))
     parallel_leaves: int | None = field(default=None, metadata=option(
         "reference: leaves per inner step, selected with a virtual loss and run as one batch (1 is the paper's "
-        "search); lookahead: the widest batch of rollouts decoded together (a round's batches double from half "
-        "of it), judged in order until the first good one"))
+        "search); lookahead: rollouts decoded as one batch (a round's first batch holds a quarter as many), "
+        "judged in order until the first good one"))
     mode: str = field(default="full", metadata=option(
         "'full' (search before every commit, the default) or 'guard' (plain drafting; search only from a clause "
         "the judge rejects)", metavar="MODE", eval_flag=False))

@@ -26,13 +26,13 @@ self-evaluate → back up, commit a child and keep its subtree) and changes what
 - **Spend the budget where it is needed.** ``max_iterations`` counts the rollouts of the whole response (the
   reference counts per commit): the first round may spend all of it, and each later round gets what is left, but at
   least ``min_iterations`` fresh rollouts. Rollouts are decoded in batches (the backend samples a batch's rows in
-  one forward pass per token, as Best-of-N samples its answers): a round's first batch holds half of
-  ``parallel_leaves`` (4 of the default 8: the greedy answer and three samples), each later one twice the one
-  before, up to ``parallel_leaves``. A batch is judged in its order, and the round stops at the first response judged
+  one forward pass per token, as Best-of-N samples its answers): a round's first batch, a pilot, holds a quarter of
+  ``parallel_leaves`` (4 of the default 16: the greedy answer and three samples), each later one ``parallel_leaves``
+  (the default budget's other 12 in one). A batch is judged in its order, and the round stops at the first response judged
   at least ``value_threshold`` (RAIN's stopping rule, applied to complete responses; the rest of that batch is not
   judged); a root whose incumbent already scores that much is committed without new rollouts. The small first
-  batch keeps the stopping rule cheap on prompts whose first responses are good; the wide later ones keep the wall
-  time of a hard prompt near Best-of-N's (measured: docs/eval.md). So an easy prompt costs a few rollouts and the budget goes to
+  batch keeps the stopping rule cheap on prompts whose first responses are good; the wide later one keeps a hard
+  prompt at two batched decodes, Best-of-N's count (measured: docs/eval.md). So an easy prompt costs a few rollouts and the budget goes to
   the prompts whose samples the judge does not like. With ``min_iterations = 0`` a response whose first round finds
   nothing good enough follows the best response of that round.
 
@@ -85,7 +85,7 @@ class LookaheadSearch(RainSearch):
             return 0  # the incumbent is already good enough: commit its next clause as it stands
         # the budget is the response's: what earlier rounds spent is gone; a later round still gets min_iterations
         budget = max(cfg.max_iterations - self._decoded, cfg.min_iterations, 0 if self.root.children else 1)
-        done, size = 0, max(1, cfg.parallel_leaves // 2)
+        done, size = 0, max(1, cfg.parallel_leaves // 4)  # a pilot batch first, as Best-of-N samples one first
         while done < budget:
             size = min(size, budget - done)
             found = self._rollout_batch(size, greedy_first=cfg.first_rollout == "greedy" and self._decoded == 0)
@@ -94,7 +94,7 @@ class LookaheadSearch(RainSearch):
             self._report(self._choose().peak)
             if found:
                 break  # RAIN's stopping rule, applied to judged complete responses: a good one has been found
-            size = min(cfg.parallel_leaves, 2 * size)  # a round's batches double: 4, then 8 by default
+            size = cfg.parallel_leaves
         return done
 
     def _choose(self) -> Node:

@@ -190,10 +190,10 @@ def test_a_rejected_greedy_rollout_is_one_candidate_among_samples(tiny_backend):
     assert next(iter(ablation.seen)) != greedy
 
 
-@pytest.mark.parametrize("leaves, expected", [(1, 3), (2, 3), (5, 6), (8, 4)])  # batches 1,1,1 / 1,2 / 2,4 / 4
+@pytest.mark.parametrize("leaves, expected", [(1, 3), (2, 3), (5, 6), (16, 4)])  # batches 1,1,1 / 1,2 / 1,5 / 4
 def test_a_round_stops_at_the_first_good_response_in_the_batch_order(tiny_backend, leaves, expected):
-    """Rollouts are decoded in batches (half of ``parallel_leaves`` first, then doubling up to it) and judged in
-    order; the round ends at the first
+    """Rollouts are decoded in batches (a quarter of ``parallel_leaves`` first, then ``parallel_leaves``) and judged
+    in order; the round ends at the first
     response judged at least ``value_threshold`` (those after it in its batch are decoded but not judged), and that
     response is the final text."""
     calls: list[str] = []
@@ -213,9 +213,9 @@ def test_a_round_stops_at_the_first_good_response_in_the_batch_order(tiny_backen
     assert search.result.text == calls[2]
 
 
-def test_the_default_round_decodes_its_rollouts_in_doubling_batches(tiny_backend, monkeypatch):
-    """Best-of-N decodes its samples as one batch; the default lookahead decodes a round's 16 rollouts in batches of
-    4 (the greedy continuation first), 8 and the 4 left, not one after another."""
+def test_the_default_round_decodes_a_pilot_batch_then_the_rest(tiny_backend, monkeypatch):
+    """Best-of-N decodes a pilot sample, then the rest as one batch; the default lookahead decodes a round's 16
+    rollouts as a pilot batch of 4 (the greedy continuation first) and then the other 12, not one after another."""
     batches: list[list[str]] = []
     real = type(tiny_backend).rollouts
 
@@ -227,7 +227,7 @@ def test_the_default_round_decodes_its_rollouts_in_doubling_batches(tiny_backend
     result = _lookahead(tiny_backend, Recorder(lambda r: -1.0), max_iterations=16, min_iterations=0,
                         parallel_leaves=None).generate(PROMPT, seed=0)  # None: the strategy's default
     assert result.stats.inner_iterations == 16
-    assert batches == [["greedy"] + ["full"] * 3, ["full"] * 8, ["full"] * 4]
+    assert batches == [["greedy"] + ["full"] * 3, ["full"] * 12]
 
 
 def test_a_judge_that_bans_a_word_steers_the_search_away_from_it(tiny_backend):
