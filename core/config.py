@@ -1,13 +1,13 @@
 """`RainConfig`: every RAIN hyperparameter in one place.
 
-The default search is the lookahead search (lookahead.py): on held-out prefixes it buys more alignment per model
-token than Best-of-N with the same judge, which the paper's search does not (docs/eval.md). The faithful method is
+The default search is the lookahead search (lookahead.py): on held-out prefixes it is level with or ahead of
+Best-of-N with the same judge at equal model tokens, far ahead of the paper's search (docs/eval.md). The faithful method is
 one option away, ``RainConfig(search="reference")``: its budget then defaults to the values the paper's public code
 runs with (docs/algorithm.md, "Reference defaults"), and every other default already is the reference's. The budget
 options (``max_iterations``, ``min_iterations``, ``value_threshold``) mean different things to the two strategies
-(per commit vs per response), and the two judge differently by default (``soft``), so each left unset takes its strategy's default (`STRATEGY_DEFAULTS`), also after
-`RainConfig.updated` changes the strategy. Each field is validated on construction, so a bad value fails where it
-was written rather than deep inside a search.
+(per commit vs per response), and the two judge differently by default (``soft``), so each left unset takes its
+strategy's default (`STRATEGY_DEFAULTS`), also after `RainConfig.updated` changes the strategy. Each field is
+validated on construction, so a bad value fails where it was written rather than deep inside a search.
 
 This is also the one declaration of the options a user sets: a field whose metadata comes from `option(...)` becomes
 a flag of ``rain generate`` / ``rain bench`` / ``rain eval`` (core/cli_options.py) and a field of both integrations'

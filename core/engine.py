@@ -13,9 +13,9 @@ batches them (backends/served/).
 from __future__ import annotations
 
 import random
-from pathlib import Path
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch

@@ -17,7 +17,6 @@ The fixed few-shot block comes first in every evaluation, so the backend's prefi
 from __future__ import annotations
 
 import copy
-
 import inspect
 import re
 import string

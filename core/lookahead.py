@@ -25,16 +25,16 @@ self-evaluate → back up, commit a child and keep its subtree) and changes what
   reuses both): later candidates cost fewer model tokens than whole samples.
 - **Spend the budget where it is needed.** ``max_iterations`` counts the rollouts of the whole response (the
   reference counts per commit): the first round may spend all of it, and each later round gets what is left, but at
-  least ``min_iterations`` fresh rollouts. Rollouts are decoded in batches (the backend samples a batch's rows in
-  one forward pass per token, as Best-of-N samples its answers): a round's first batch, a pilot, holds a quarter of
+  least ``min_iterations`` fresh rollouts. Rollouts are decoded in batches (the backend samples a batch's rows in one
+  forward pass per token, as Best-of-N samples its answers): a round's first batch, a pilot, holds a quarter of
   ``parallel_leaves`` (4 of the default 16: the greedy answer and three samples), each later one ``parallel_leaves``
-  (the default budget's other 12 in one). A batch is judged in its order, and the round stops at the first response judged
-  at least ``value_threshold`` (RAIN's stopping rule, applied to complete responses; the rest of that batch is not
-  judged); a root whose incumbent already scores that much is committed without new rollouts. The small first
+  (the default budget's other 12 in one). A batch is judged in its order, and the round stops at the first response
+  judged at least ``value_threshold`` (RAIN's stopping rule, applied to complete responses; the rest of that batch is
+  not judged); a root whose incumbent already scores that much is committed without new rollouts. The small first
   batch keeps the stopping rule cheap on prompts whose first responses are good; the wide later one keeps a hard
-  prompt at two batched decodes, Best-of-N's count (measured: docs/eval.md). So an easy prompt costs a few rollouts and the budget goes to
-  the prompts whose samples the judge does not like. With ``min_iterations = 0`` a response whose first round finds
-  nothing good enough follows the best response of that round.
+  prompt at two batched decodes, Best-of-N's count (measured: docs/eval.md). So an easy prompt costs a few rollouts
+  and the budget goes to the prompts whose samples the judge does not like. With ``min_iterations = 0`` a response
+  whose first round finds nothing good enough follows the best response of that round.
 
 No clause is checked against greedy decoding, so ``stats.rewinds`` counts every commit of this strategy (the
 greedy rollout's clauses too); ``inner_iterations`` counts judged rollouts (the budget counts decoded ones).
