@@ -37,7 +37,7 @@ def make_pool(args: argparse.Namespace) -> None:
     from rain_core.eval.runner import EvalRun, EvalSettings
 
     run = EvalRun(EvalSettings(task="sentiment", data=args.data, n=args.stop, methods="vanilla-greedy",
-                               max_new_tokens=args.max_new_tokens, soft=True), "/tmp/rain-pool-unused")
+                               max_new_tokens=args.max_new_tokens, rain_overrides={"soft": True}), "/tmp/rain-pool-unused")
     rain, task, backend = run.rain, run.task, run.rain.backend
     rain.judge("Hello", "Hello.", prompt_format=task.prompt_format)
     with open(args.out, "a", encoding="utf-8") as out:

@@ -43,7 +43,6 @@ class EvalSettings:
     seed: int = 0
     bon_n: int = 8  # BoN's N when RAIN is not among the methods
     rain_overrides: dict[str, Any] = field(default_factory=dict)  # RainConfig fields (the RAIN budget)
-    soft: bool | None = None  # None: the strategy's default (RainConfig.soft); also a rain_overrides key
     similarity: bool = True
     evaluator: str | None = None  # self-evaluation prompt for RAIN and BoN; None: the task's
     judge_model: str | None = None  # an external judge model for harmless / advbench
@@ -92,7 +91,7 @@ class EvalRun:
 
             try:
                 rain = Rain(settings.model, evaluator=settings.evaluator or self.task.evaluator,
-                            config=RainConfig().updated(**settings.rain_overrides), soft=settings.soft,
+                            config=RainConfig().updated(**settings.rain_overrides),
                             similarity=settings.similarity, prompt_format=self.task.prompt_format, device=device,
                             dtype=dtype, base_url=settings.base_url, served_model=settings.served_model,
                             timeout=settings.timeout, api_key=settings.api_key)
