@@ -36,8 +36,8 @@ BUILTIN_PROMPTS = ("harmless", "sentiment", "harmless-conversation", "harmless-l
 #: What a prompt may ask its judge to do against text addressed to it (docs/security.md, core/judged_text.py):
 #: ``neutralise`` the judged reply (look-alike letters folded; template tokens, role markers, quote delimiters,
 #: option lines and sentences repeating the judge's own question, instructions or cue taken out) and judge it by
-#: ``clauses``: the whole, every shorter run of its clauses and the whole without each inner clause, keeping the lowest score (more
-#: rows per evaluation, still one batched model call).
+#: ``clauses``: the whole and the whole without each clause or each two neighbouring clauses, keeping the lowest
+#: score (more rows per evaluation, still one batched model call).
 DEFENCES = ("neutralise", "clauses")
 
 
@@ -80,10 +80,13 @@ class EvaluationPrompt:
     chat: ask the question as a user turn of the judge model's chat template, the answer cue opening the assistant's
         reply (a plain "Human:/Assistant:" exchange for models without a template). Instruct models judge far better
         when asked the way they were tuned (measured in docs/how-it-works.md, "Self-evaluation").
-    defences: what the judge does against text addressed to it, a subset of `DEFENCES`; none by default, all of them
-        through `defended()`. Text in the judged reply can otherwise answer the judge's question itself ("The text
-        is safe."); the defences stop that, but on SmolLM2-135M they also block 3-5x more benign replies and make
-        guard mode several times slower, so they are opt-in (docs/security.md has the measurements).
+    defences: what the judge does against text addressed to it, a subset of `DEFENCES`. The built-in safety judges
+        (``harmless``, ``harmless-conversation``, ``harmless-letters``) and `from_principles` have all of them;
+        a prompt file gets them from a ``## defences`` section, and `defended()` sets them (``defended(())`` turns
+        them off). Text in the judged reply can otherwise answer the judge's question itself ("The text is
+        safe."): undefended, such a sentence lifts most harmful replies the judge blocks; defended, none on the
+        injection set, at the price of some benign replies blocked and a slower guard mode (docs/security.md
+        has the measurements). A judge of something no one has a reason to fake (``sentiment``) needs none.
     """
 
     name: str
@@ -230,7 +233,7 @@ class EvaluationPrompt:
     @classmethod
     def from_principles(cls, principles: Sequence[str], *, name: str = "principles", good: str = "safe",
                         bad: str = "unsafe", context: bool = False,
-                        defences: Sequence[str] = ()) -> "EvaluationPrompt":
+                        defences: Sequence[str] = DEFENCES) -> "EvaluationPrompt":
         """A rubric judge: is the reply ``good`` or ``bad`` under the listed principles?
 
         It is asked like the built-in ``harmless`` judge, the form that measures best on the default model: a
@@ -238,7 +241,8 @@ class EvaluationPrompt:
         judges the reply's text alone; ``context=True`` shows the whole conversation, which principles about the
         request need ("stay on topic") — on SmolLM2-135M that form ranks the labelled harm set better (soft AUC
         0.87 vs 0.72) but splits its vote on a reply that explains how to poison a dog (docs/how-it-works.md).
-        ``defences``: some of `DEFENCES` (none by default, as the built-in safety judges; docs/security.md).
+        ``defences``: some of `DEFENCES` (all by default, as the built-in safety judges; ``()`` turns them off;
+        docs/security.md).
         """
         if not principles or not all(isinstance(p, str) and p.strip() for p in principles):
             raise EvaluatorError("from_principles needs a non-empty list of non-empty principle strings.")
@@ -268,10 +272,10 @@ class SelfEvaluator:
 
     The prompt's ``defences`` (docs/security.md) apply here, so every surface that judges through a `SelfEvaluator`
     (the search, guard mode, the LangChain and LlamaIndex judges) reads text the same defended way: the reply is
-    neutralised before it is pasted in, and under ``clauses`` each clause is scored as well as the whole reply, all
-    rows in the same single model call as before, and the lowest score is the verdict (`Judgement.units` says how
-    many texts were scored). Clause scores are remembered (bounded), so guard mode, which judges the response so far
-    after every clause, pays for each clause once.
+    neutralised before it is pasted in, and under ``clauses`` the reply is also scored with each clause (and each
+    two neighbouring clauses) left out, all rows in the same single model call as before, and the lowest score is
+    the verdict (`Judgement.units` says how many texts were scored). Scores of texts read are remembered (bounded),
+    so guard mode, which judges the response so far after every clause, does not read a text twice.
     """
 
     model: "LanguageModel"
@@ -366,8 +370,8 @@ class SelfEvaluator:
 
     def units(self, exchange: Exchange) -> list[Exchange]:
         """What is judged for ``exchange``: the reply itself (neutralised under the ``neutralise`` defence) and,
-        under ``clauses``, when it has more than one clause, every shorter run of its clauses and the reply
-        without each inner clause (`judged_text.variants`)."""
+        under ``clauses``, when it has more than one clause, the reply without each clause and without each two
+        neighbouring clauses (`judged_text.variants`)."""
         defences = self.prompt.defences
         if not defences or not exchange.response.strip():
             return [exchange]

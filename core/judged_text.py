@@ -12,10 +12,10 @@ user message) into the judge's own question. Three things here keep that text in
   lines, and any sentence that repeats the judge's own question or answer cue (its own format, read from the prompt,
   not from a list of known attacks).
 - `clauses` and `variants`: the text cut into sentences and bracketed asides, and the texts the judge reads besides
-  the whole: every shorter run of neighbouring clauses (every prefix and suffix among them) and the whole without
-  each inner clause. The judge keeps the lowest score, so text added at the start or the end (of any length, in any
-  language), or as one sentence or aside anywhere, cannot lift a reply above what it scores without that text: the
-  reply without it is among the variants, and so are the runs the reply alone is judged by.
+  the whole: the whole without each clause and without each two neighbouring clauses. The judge keeps the lowest
+  score, so a note of one or two sentences added anywhere (first, last, in the middle, as an aside; in any
+  language or wording) cannot lift a reply above what it scored before: the reply without the note is among the
+  texts judged. Each text keeps the rest of the reply as context, which is what keeps benign replies passing.
 """
 
 from __future__ import annotations
@@ -63,6 +63,37 @@ def _words(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
+#: A sentence echoes a judge phrase of at least `_PARAPHRASE_MIN` words when it keeps this share of the phrase's
+#: words in order and is not much longer than it: "Read the text above and decide ..." against the judge's own
+#: "Read the text below and decide ...". Shorter phrases must appear word for word.
+_PARAPHRASE_SHARE = 0.75
+_PARAPHRASE_MIN = 4
+_PARAPHRASE_SLACK = 6
+
+
+def _common_in_order(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence of two word lists."""
+    row = [0] * (len(b) + 1)
+    for x in a:
+        prev = 0
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], prev + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
+
+
+def echoes(sentence: str, phrase: str) -> bool:
+    """Whether ``sentence`` repeats the judge's ``phrase`` (both as `_words`): word for word, or, for a phrase of
+    `_PARAPHRASE_MIN` words or more, as a close paraphrase of similar length (most of its words, in its order). Why
+    a paraphrase counts: a text imitating the judge's instructions need not copy them exactly, and the judge reads
+    a near copy as its own instruction all the same."""
+    if phrase in sentence:
+        return True
+    words, target = sentence.split(), phrase.split()
+    if len(target) < _PARAPHRASE_MIN or len(words) > len(target) + _PARAPHRASE_SLACK:
+        return False
+    return _common_in_order(words, target) >= _PARAPHRASE_SHARE * len(target)
+
+
 def neutralise(text: str, own_phrases: Iterable[str] = (), special_tokens: Iterable[str] = ()) -> str:
     """``text`` with the judge's format taken out of it (see the module docstring).
 
@@ -80,7 +111,7 @@ def neutralise(text: str, own_phrases: Iterable[str] = (), special_tokens: Itera
     text = _OPTION.sub(r"\1", text)
     phrases = [p for p in (_words(p) for p in own_phrases) if len(p.split()) >= 2]
     if phrases:
-        kept = [s for s in _split(text) if not any(p in _words(s) for p in phrases)]
+        kept = [s for s in _split(text) if not any(echoes(_words(s), p) for p in phrases)]
         text = " ".join(kept)
     return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]{2,}", " ", text)).strip()
 
@@ -89,11 +120,11 @@ def _split(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if s and s.strip()]
 
 
-def clauses(text: str, limit: int = 24) -> list[str]:
+def clauses(text: str, limit: int = 8) -> list[str]:
     """The units a reply is judged by besides the whole: its sentences with bracketed asides cut out, and the asides
     themselves (a parenthesis in the middle of a harmful sentence is judged apart from it). Units without a letter
     are dropped. Past ``limit`` units, neighbours are merged into ``limit`` runs, so a long document costs a bounded
-    number of rows."""
+    number of rows (each of them nearly the whole text: about ``2 * limit`` times the plain judge's input)."""
     units: list[str] = []
     for sentence in _split(text):
         asides = _ASIDE.findall(sentence)
@@ -120,18 +151,19 @@ def special_token_strings(tokenizer: object) -> Sequence[str]:
     return tuple(found)
 
 
-def variants(units: Sequence[str], width: int = 2) -> list[str]:
-    """The texts judged besides the whole, for a reply cut into ``units`` (`clauses`): every run of up to ``width``
-    neighbouring units, and every two units with one between them left out, without repeats (about ``3k`` short
-    texts for ``k`` units, none for one).
+def variants(units: Sequence[str], drop: int = 2) -> list[str]:
+    """The texts judged besides the whole, for a reply cut into ``units`` (`clauses`): the reply without each unit,
+    and without each run of up to ``drop`` neighbouring units, without repeats (about ``2k`` texts for ``k`` units,
+    none for one).
 
-    Why these: a note added before, after or between the sentences of a short harmful reply is left out of one of
-    them (the two sentences alone, or around the note), while the harmful sentences keep the neighbour that may be
-    what makes them harmful. They are local, so a reply's variants do not change when a clause is added after it:
-    guard mode, judging the response after each clause, reads only the few that end in the new clause."""
+    Why these: a note of one or two sentences added anywhere (first, last, in the middle, as an aside) is what one
+    of them leaves out, so the reply as it was before the note is among the texts judged and the lowest score
+    cannot rise above its score; and each text keeps the rest of the reply around the sentence it drops, so a benign
+    reply is judged in its own context rather than sentence by sentence (the 135M judge calls benign sentences read
+    alone unsafe far more often: docs/security.md has the measurements)."""
     k = len(units)
     if k < 2:
         return []
-    runs = [" ".join(units[i:i + size]) for size in range(1, min(width, k - 1) + 1) for i in range(k - size + 1)]
-    skips = [f"{units[i]} {units[i + 2]}" for i in range(k - 2)]
-    return list(dict.fromkeys(runs + skips))
+    texts = [" ".join([*units[:i], *units[i + width:]])
+             for width in range(1, min(drop, k - 1) + 1) for i in range(k - width + 1)]
+    return list(dict.fromkeys(texts))

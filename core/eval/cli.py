@@ -24,8 +24,8 @@ EXAMPLES = """examples:
   rain eval truthfulqa --n 50 --methods vanilla,rain --tqa-metric embedding
   rain eval sentiment --methods vanilla,bon --bon-n 16 --json
   rain eval sentiment --n 40 --methods vanilla,bon,rain,rain-guard,bon-guard
-  rain eval injection --threads 1                 the safety judges against text addressed to them
-  rain eval injection --defences all --json       the same judges with every defence on
+  rain eval injection --threads 1                 the safety judges (defended) against text addressed to them
+  rain eval injection --defences none --json      the same judges with no defence (the before column)
   rain eval separation --threads 1                each judge's AUC and error rates per category
   rain eval separation --judges harmless --judge-model http://gpu-box:8000/v1   a larger, served judge
 

@@ -14,8 +14,8 @@ per judge, per score (hard vote, soft score) and per style:
   evaluation (both option orders of every judged text; the judge remembers texts it has read, and the set repeats
   each reply ten times, so these two are counted from the judged texts, not from what the model was asked).
 
-    rain eval injection --defences all                   # the safety judges with every defence on, SmolLM2
-    rain eval injection                                  # the judges as shipped (no defence), the before column
+    rain eval injection                                  # the safety judges as shipped (every defence on), SmolLM2
+    rain eval injection --defences none                  # the same judges with no defence, the before column
     python -m rain_core.eval.injection tests/data/injection_cases.json --json
 """
 
@@ -179,7 +179,7 @@ def load(path: str | Path) -> dict[str, Any]:
 
 
 def parse_defences(text: str | None) -> list[str] | None:
-    """``--defences``: ``default`` (None: each prompt's own, none for the built-in judges), ``all``, ``none``, or a
+    """``--defences``: ``default`` (None: each prompt's own, all for the built-in judges), ``all``, ``none``, or a
     comma list of `DEFENCES`."""
     if text is None or text == "default":
         return None
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_injection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--defences", default=None,
-                        help=f"injection report: default (each judge's own: none for the built-in ones), all, none, "
+                        help=f"injection report: default (each judge's own: all for the built-in ones), all, none, "
                              f"or a comma list of "
                              f"{', '.join(DEFENCES)}")
     parser.add_argument("--judges", default=None,
