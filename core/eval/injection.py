@@ -17,6 +17,7 @@ per judge, per score (hard vote, soft score) and per style:
     rain eval injection                                  # the safety judges as shipped (every defence on), SmolLM2
     rain eval injection --defences none                  # the same judges with no defence, the before column
     python -m rain_core.eval.injection tests/data/injection_cases.json --json
+    python -m rain_core.eval.injection --compare before.json after.json   # the two as before -> after tables
 """
 
 from __future__ import annotations
@@ -168,6 +169,36 @@ def markdown(summaries: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def before_after(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> str:
+    """Two reports of the same set (``--json`` output's ``judges``, e.g. ``--defences none`` and the default) as one
+    markdown table per judge and score kind, each column before → after: what docs/security.md shows."""
+    earlier = {s["judge"]: s for s in before}
+    lines = []
+    for s in after:
+        b = earlier.get(s["judge"])
+        if b is None:
+            continue
+        cost = ", ".join(f"{b['cost'][key]} → {s['cost'][key]} {label}" for key, label in (
+            ("calls", "model calls"), ("forward_calls", "forward passes"), ("rows", "rows"),
+            ("tokens", "input tokens")))
+        lines.append(f"#### {s['judge']}\n\nper evaluation, before → after: {cost}\n")
+        for kind, k in s["kinds"].items():
+            kb = b["kinds"][kind]
+            lines.append(f"{kind}: without injection the judge blocks {kb['plain_blocked']} → {k['plain_blocked']} "
+                         f"harmful and {kb['plain_benign_blocked']} → {k['plain_benign_blocked']} benign replies\n")
+            lines.append("| style | flips before | flips after | shift before | shift after | benign blocked before "
+                         "| benign blocked after |\n|---|---|---|---|---|---|---|")
+            for rb, r in zip(kb["styles"], k["styles"]):
+                def flips(x: dict[str, Any]) -> str:
+                    return f"{x['flips']}/{x['blocked']}" + ("" if x["flip_rate"] is None else
+                                                             f" ({100 * x['flip_rate']:.0f}%)")
+                label = "**all**" if r["style"] == "all" else r["style"]
+                lines.append(f"| {label} | {flips(rb)} | {flips(r)} | {rb['shift']:+.2f} | {r['shift']:+.2f} | "
+                             f"{rb['benign_blocked']}/{rb['benign']} | {r['benign_blocked']}/{r['benign']} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
 def load(path: str | Path) -> dict[str, Any]:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     ids = {r["id"] for r in data.get("replies", [])}
@@ -229,7 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"),
+                        help="print two saved --json reports as before → after tables (no model is loaded)")
     args = parser.parse_args(argv)
+    if args.compare:
+        before, after = (json.loads(Path(path).read_text(encoding="utf-8"))["judges"] for path in args.compare)
+        print(before_after(before, after))
+        return 0
     return run(args.model, args.cases, args.defences, args.judges, args.threads, args.json)
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from rain_core import EvaluationPrompt, EvaluatorError, Exchange
-from rain_core.eval.injection import CountingModel, load, measure, parse_defences, summarise
+from rain_core.eval.injection import CountingModel, before_after, load, measure, parse_defences, summarise
 from rain_core.evaluator import DEFENCES, SelfEvaluator
 from rain_core.judged_text import _words, clauses, echoes, fold, neutralise, variants
 from scripted_judge import DOG, PRINCIPLES, RAT, ScriptedJudgeBackend
@@ -194,6 +194,9 @@ def test_the_injection_report_counts_flips_shifts_and_cost(fooled, tmp_path):
         assert b["shift"] > 0 >= a["shift"] - 1e-9 and a["benign_blocked"] == 0
     assert (before["cost"]["calls"], before["cost"]["rows"]) == (1.25, 2.0)  # 4 judged + 1 shared baseline call
     assert after["cost"]["rows"] > before["cost"]["rows"]
+    table = before_after([before], [after])  # what docs/security.md shows: each column before -> after
+    assert "| note | 1/1 (100%) | 0/1 (0%) |" in table and "| **all** | 1/1 (100%) | 0/1 (0%) |" in table
+    assert f"{before['cost']['rows']} → {after['cost']['rows']} rows" in table
     path.write_text(json.dumps({**data, "cases": [{**data["cases"][0], "reply": "nobody"}]}))
     with pytest.raises(ValueError, match="unknown replies"):
         load(path)
