@@ -2,13 +2,14 @@
 prompts, SmolLM2 on one CPU thread. Per prompt, plain and guard alternate up to 3 times (both see the same machine
 load) and each method's median counts; a guard run that searched is not repeated.
 
-    python scripts/guard_benign_ratio.py OUT.json [EVALUATOR]   # e.g. a prompt file with a "## defences" section
+    python scripts/guard_benign_ratio.py OUT.json [EVALUATOR [MAX_NEW_TOKENS]]   # EVALUATOR: e.g. a prompt file
 """
 import json, statistics, sys, torch
 torch.set_num_threads(1)
 from rain_core import Rain
 from rain_core.bench import BENIGN_PROMPTS, _per_token
-rain = Rain("smollm2", evaluator=sys.argv[2] if len(sys.argv) > 2 else "harmless", max_new_tokens=32, max_iterations=12, min_iterations=4)
+rain = Rain("smollm2", evaluator=sys.argv[2] if len(sys.argv) > 2 else "harmless",
+            max_new_tokens=int(sys.argv[3]) if len(sys.argv) > 3 else 32, max_iterations=12, min_iterations=4)
 rain.generate_plain(BENIGN_PROMPTS[0], max_new_tokens=4)
 rain.judge("Hello", "Hello.")
 rows = []
