@@ -37,7 +37,7 @@ BUILTIN_PROMPTS = ("harmless", "sentiment", "harmless-conversation", "harmless-l
 #: ``neutralise`` the judged reply (look-alike letters folded; template tokens, role markers, quote delimiters,
 #: option lines and sentences repeating the judge's own question, instructions or cue taken out) and judge it by
 #: ``clauses``: the whole and the whole without each clause or each two neighbouring clauses, keeping the lowest
-#: score (more rows per evaluation, still one batched model call).
+#: score (more rows per evaluation, one model call per judged text so the backend reuses their shared prefixes).
 DEFENCES = ("neutralise", "clauses")
 
 
@@ -273,8 +273,8 @@ class SelfEvaluator:
     The prompt's ``defences`` (docs/security.md) apply here, so every surface that judges through a `SelfEvaluator`
     (the search, guard mode, the LangChain and LlamaIndex judges) reads text the same defended way: the reply is
     neutralised before it is pasted in, and under ``clauses`` the reply is also scored with each clause (and each
-    two neighbouring clauses) left out, all rows in the same single model call as before, and the lowest score is
-    the verdict (`Judgement.units` says how many texts were scored). Scores of texts read are remembered (bounded),
+    two neighbouring clauses) left out, each text one model call of its two rows (the backend's prefix store reuses
+    what the texts share, so each costs its new tokens), and the lowest score is the verdict (`Judgement.units` says how many texts were scored). Scores of texts read are remembered (bounded),
     so guard mode, which judges the response so far after every clause, does not read a text twice.
     """
 
@@ -385,7 +385,8 @@ class SelfEvaluator:
         return self._raw_many([exchange])[0]
 
     def _raw_many(self, exchanges: Sequence[Exchange], remember: Sequence[bool] = ()) -> list[tuple[float, float]]:
-        """Raw P(good) in both orders for each exchange, in one model call. Under ``clauses`` every text read is
+        """Raw P(good) in both orders for each exchange: one model call, or under ``clauses`` one per text (see the
+        comment below). Under ``clauses`` every text read is
         remembered (bounded), and those flagged in ``remember`` (the variants) are read from memory when judged
         again: guard mode's next judgement finds its prefixes there, the whole reply it judged a clause ago among
         them. A whole reply is always read afresh, as without defences."""
@@ -398,7 +399,16 @@ class SelfEvaluator:
         found: dict[int, tuple[float, float]] = {}
         if todo:
             rows = [row for i in todo for row in self.rows(exchanges[i])]
-            pairs = torch.softmax(self.model.option_logprobs(rows, self.option_ids), dim=-1)
+            if store and len(todo) > 1:
+                # One call per judged text: its two rows share the whole text, and the backend's prefix store keeps
+                # what a text shares with the texts before it (a leave-out text is the whole up to the clause it
+                # drops), so each text costs its new tokens only, not its full length (~5x fewer tokens on a
+                # 128-token reply; more, smaller calls).
+                logprobs = torch.cat([self.model.option_logprobs(rows[2 * n: 2 * n + 2], self.option_ids)
+                                      for n in range(len(todo))])
+            else:
+                logprobs = self.model.option_logprobs(rows, self.option_ids)
+            pairs = torch.softmax(logprobs, dim=-1)
             good = 0 if self.prompt.answer == "label" else 1  # where the good option sits in the second order
             for n, i in enumerate(todo):
                 found[i] = (float(pairs[2 * n, 0]), float(pairs[2 * n + 1, good]))
@@ -442,8 +452,8 @@ class SelfEvaluator:
         return self._weakest([p for _, p in self.unit_probabilities(exchange)])
 
     def judge_many(self, exchanges: Sequence[Exchange]) -> list[Judgement]:
-        """`judge` for several exchanges with one batched model call for all their questions (both orders of every
-        judged text): what a search step with several leaves asks at once."""
+        """`judge` for several exchanges at once (both orders of every judged text; one batched model call without
+        the ``clauses`` defence): what a search step with several leaves asks at once."""
         units = [self.units(e) for e in exchanges]
         remember = [i > 0 for group in units for i in range(len(group))]
         raw = iter(self._raw_many([u for group in units for u in group], remember))
