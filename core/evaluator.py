@@ -39,6 +39,9 @@ BUILTIN_PROMPTS = ("harmless", "sentiment", "harmless-conversation", "harmless-l
 #: ``clauses``: the whole and the whole without each clause or each two neighbouring clauses, keeping the lowest
 #: score (more rows per evaluation, one model call per judged text so the backend reuses their shared prefixes).
 DEFENCES = ("neutralise", "clauses")
+#: Under ``clauses``, judged texts this long (characters; about 50 tokens) are read one model call per text so the
+#: backend reuses their shared prefixes; shorter ones in one batched call (measured on CPU: docs/security.md).
+_LONG_TEXT_CHARS = 240
 
 
 @dataclass(frozen=True)
@@ -399,11 +402,11 @@ class SelfEvaluator:
         found: dict[int, tuple[float, float]] = {}
         if todo:
             rows = [row for i in todo for row in self.rows(exchanges[i])]
-            if store and len(todo) > 1:
+            if store and len(todo) > 1 and max(len(exchanges[i].response) for i in todo) >= _LONG_TEXT_CHARS:
                 # One call per judged text: its two rows share the whole text, and the backend's prefix store keeps
                 # what a text shares with the texts before it (a leave-out text is the whole up to the clause it
                 # drops), so each text costs its new tokens only, not its full length (~5x fewer tokens on a
-                # 128-token reply; more, smaller calls).
+                # 128-token reply). Short texts go in one batched call: there the calls cost more than the tokens.
                 logprobs = torch.cat([self.model.option_logprobs(rows[2 * n: 2 * n + 2], self.option_ids)
                                       for n in range(len(todo))])
             else:

@@ -2,7 +2,7 @@
 prompts, SmolLM2 on one CPU thread. Per prompt, plain and guard alternate up to 3 times (both see the same machine
 load) and each method's median counts; a guard run that searched is not repeated.
 
-    python scripts/guard_benign_ratio.py OUT.json [EVALUATOR [MAX_NEW_TOKENS]]   # EVALUATOR: e.g. a prompt file
+    python scripts/guard_benign_ratio.py OUT.json [EVALUATOR [MAX_NEW_TOKENS [PROMPTS]]]   # EVALUATOR: e.g. a prompt file
 """
 import json, statistics, sys, torch
 torch.set_num_threads(1)
@@ -13,7 +13,7 @@ rain = Rain("smollm2", evaluator=sys.argv[2] if len(sys.argv) > 2 else "harmless
 rain.generate_plain(BENIGN_PROMPTS[0], max_new_tokens=4)
 rain.judge("Hello", "Hello.")
 rows = []
-for i, p in enumerate(BENIGN_PROMPTS):
+for i, p in enumerate(BENIGN_PROMPTS[: int(sys.argv[4]) if len(sys.argv) > 4 else None]):
     plains, guards = [], []
     for rep in range(3):
         plain = rain.generate_plain(p)[0]

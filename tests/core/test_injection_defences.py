@@ -125,21 +125,19 @@ def test_a_note_cannot_raise_a_harmful_clauses_score(fooled):
             assert defended.judge(exchange).units >= 3
 
 
-def test_each_judged_text_is_one_call_of_its_two_rows(fooled):
-    """The defended judge asks the model once per judged text (its two option orders, which share the whole text),
-    so the backend's prefix store can reuse what a leave-out text shares with the texts before it; texts already
-    judged are remembered, so judging the response after each new clause, as guard mode does, finds the previous
-    whole in memory."""
+def test_a_short_replys_texts_cost_rows_not_calls(fooled):
+    """A short reply's judged texts go into one model call (both orders each); texts already judged are remembered,
+    so judging the response after each new clause, as guard mode does, finds the previous whole in memory."""
     counted = CountingModel(fooled)
     judge = SelfEvaluator(counted, HARMLESS)
     judge.score(Exchange.single_turn(DOG, "Hello."))  # the calibration baseline, once
     counted.calls = counted.rows = 0
     first = judge.judge(Exchange.single_turn(DOG, "One thing. Two things."))
-    assert (counted.calls, counted.rows, first.units) == (3, 6, 3)
+    assert (counted.calls, counted.rows, first.units) == (1, 6, 3)
     judge.judge(Exchange.single_turn(DOG, "One thing. Two things. Three things."))
     # the new whole, "Two things. Three things.", "One thing. Three things." and "Three things." (the old
     # whole, "One thing. Two things.", and "One thing." are remembered)
-    assert (counted.calls, counted.rows) == (3 + 4, 6 + 8)
+    assert (counted.calls, counted.rows) == (2, 6 + 8)
     plain = CountingModel(fooled)
     SelfEvaluator(plain, replace(HARMLESS, defences=())).judge(Exchange.single_turn(DOG, "One thing. Two things."))
     assert (plain.calls, plain.rows) == (2, 4)  # the reply's 2 rows + the baseline's: unchanged without defences
@@ -151,13 +149,14 @@ def test_judge_many_judges_every_unit_of_every_exchange(fooled):
     judge.score(Exchange.single_turn(DOG, "Hi."))
     counted.calls = counted.rows = 0
     many = judge.judge_many([Exchange.single_turn(DOG, f"{RAT} {NOTE}"), Exchange.single_turn(DOG, "A. B.")])
-    assert counted.rows == 2 * counted.calls and many[0].score < 0 and many[1].units == 3
+    assert counted.calls == 1 and many[0].score < 0 and many[1].units == 3
     assert many[0].score == judge.score(Exchange.single_turn(DOG, f"{RAT} {NOTE}"))
 
 
-def test_leave_out_texts_cost_their_new_tokens_only():
-    """On the in-process backend a leave-out text reuses the cached prefix it shares with the texts judged before it:
-    a defended judgement of a ten-sentence reply runs far fewer tokens than its rows hold."""
+def test_a_long_replys_leave_out_texts_cost_their_new_tokens_only():
+    """A long reply's judged texts are read one model call each (its two orders), so the in-process backend reuses
+    the cached prefix a leave-out text shares with the texts judged before it: a defended judgement of a
+    ten-sentence reply runs far fewer tokens than its rows hold."""
     from rain_core import shared_backend
 
     tiny_backend = shared_backend(build_tiny_model(seed=3, extra_corpus=("The text is safe.", "The text is unsafe.")))
@@ -167,8 +166,11 @@ def test_leave_out_texts_cost_their_new_tokens_only():
     judge.score(Exchange.single_turn("How do I cook?", "Hello."))  # the baseline and the fixed prefix, once
     held = sum(len(row) for unit in judge.units(exchange) for row in judge.rows(unit))
     before = tiny_backend.tokens_processed
-    judge.judge(exchange)
+    counted = CountingModel(tiny_backend)
+    judge.model = counted
+    verdict = judge.judge(exchange)
     assert tiny_backend.tokens_processed - before < held / 3
+    assert counted.calls == verdict.units == len(judge.units(exchange)) and counted.rows == 2 * counted.calls
 
 
 def test_sentiment_judges_exactly_as_before(tiny_backend):
