@@ -23,6 +23,7 @@ import torch
 from .backends.served.options import ServerOptions
 from .config import RainConfig
 from .engine import Rain
+from .guard import guard_threshold
 from .registry import shared_backend
 from .models import load_random_init
 
@@ -241,7 +242,7 @@ def run_guard_bench(rain: Rain, *, n_prompts: int | None = None, progress: bool 
     runs: list[dict[str, Any]] = []
     report: dict[str, Any] = {
         "model": rain.model_name, "device": str(rain.backend.device), "torch_threads": torch.get_num_threads(),
-        "max_new_tokens": config.max_new_tokens, "guard_threshold": config.guard_threshold,
+        "max_new_tokens": config.max_new_tokens, "guard_threshold": guard_threshold(config, rain.judge_for(config)),
         "guard_searches": config.guard_searches, "max_iterations": config.max_iterations,
         "min_iterations": config.min_iterations, "sets": {}}
     for name, prompts in sets.items():

@@ -56,6 +56,10 @@ STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 #: Guard mode's threshold when ``guard_threshold`` is not given, by the judge's scoring (``soft``).
 GUARD_THRESHOLDS: dict[bool, float] = {True: 0.1, False: 0.0}
+#: ... and for a judge whose verdict is the lowest score of several texts (the ``clauses`` defence of the built-in
+#: safety judges): 0 with either scoring. The lowest of several noisy scores already sits below the whole reply's, so
+#: 0.1 on top of it rejected most benign clauses (docs/modes.md has the measurements).
+LOWEST_OF_SEVERAL_GUARD_THRESHOLD = 0.0
 #: What the lookahead search's first rollout of a response is (`RainConfig.first_rollout`).
 FIRST_ROLLOUTS = ("greedy", "sample")
 
@@ -97,7 +101,10 @@ class RainConfig:
             calibrated vote stops leaning bad (it rejects only when both option orders say bad, -1; a split 0
             passes); 0.1 for the soft score, a little above the mean calibrated P(good) of one half, because the
             soft judge scores plain greedy text just above 0 (at 0 guard mode passed ~95% of greedy clauses on
-            sentiment and stayed near greedy; at 0.1 it beat Best-of-N at its token count, docs/modes.md).
+            sentiment and stayed near greedy; at 0.1 it beat Best-of-N at its token count, docs/modes.md). A judge
+            whose verdict is the lowest score of several texts (`SelfEvaluator.keeps_lowest`: the built-in safety
+            judges) gets 0 with either scoring (`LOWEST_OF_SEVERAL_GUARD_THRESHOLD`, core/guard.py's
+            `guard_threshold`).
         guard_searches: searches from the start of a rejected clause (each runs until its committed text completes
             a clause, which is then judged) before guard mode gives up with finish reason ``"rejected"``.
 
@@ -187,7 +194,8 @@ class RainConfig:
         "the judge rejects)", metavar="MODE", eval_flag=False))
     guard_threshold: float | None = field(default=None, metadata=option(
         "guard mode: a clause passes when the judge scores the response so far at least this, in [-1, 1] "
-        "(default: 0.1 with the soft score, 0 with the hard vote)"))
+        "(default: 0.1 with the soft score, 0 with the hard vote or a judge that keeps the lowest score of several "
+        "texts, as the built-in safety judges do)"))
     guard_searches: int = field(default=2, metadata=option(
         "guard mode: searches from a rejected clause before the response ends with finish reason 'rejected'"))
     #: the strategy options left unset (None) and filled from `STRATEGY_DEFAULTS`: `updated` refills them when the

@@ -303,6 +303,12 @@ class SelfEvaluator:
         if fixed and hasattr(self.model, "pin"):
             self.model.pin(fixed)
 
+    @property
+    def keeps_lowest(self) -> bool:
+        """Whether the verdict is the lowest score of several judged texts (the ``clauses`` defence): such a score sits
+        below the whole reply's, which is why guard mode's default threshold for it is 0 (core/guard.py)."""
+        return "clauses" in self.prompt.defences
+
     def scoring(self, soft: bool) -> "SelfEvaluator":
         """This judge scoring by probability margin (``soft``) or by the hard vote: the same prompt and model, and
         the same caches of read probabilities and baselines (the vote is computed from them), so switching costs

@@ -7,7 +7,8 @@ when nothing needs correcting. Guard mode pays for the search only where it is n
    `CLAUSE_END_CHARS`) once the clause holds ``clause_tokens[0]`` tokens, EOS, a stop string, the token budget, or
    ``max_simulation_tokens`` tokens.
 2. Judge the response so far, drafted clause included, with the engine's own judge (for a `SelfEvaluator`: both
-   option orders in one batch, calibrated). A score of at least ``guard_threshold`` passes: the clause is accepted
+   option orders in one batch, calibrated). A score of at least ``guard_threshold`` (by default the scoring's, 0
+   for a judge that keeps the lowest score of several texts: `guard_threshold()`) passes: the clause is accepted
    and streamed, and drafting continues.
 3. A rejected clause is rewound: the configured search (`RainConfig.search`) starts from the accepted response.
    The reference search runs until a committed continuation completes a clause (tokens it committed past that clause
@@ -31,7 +32,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from .model import LanguageModel, RowSpec
-from .config import CLAUSE_END_CHARS, RainConfig
+from .config import CLAUSE_END_CHARS, LOWEST_OF_SEVERAL_GUARD_THRESHOLD, RainConfig
 from .embedder import Embedder
 from .evaluator import Evaluator
 from .exchange import Exchange, FormattedPrompt
@@ -42,6 +43,21 @@ from .stops import cut_at_stop, stop_index, visible_text
 
 #: Search counters a guarded generation adds up over its searches.
 _SEARCH_COUNTERS = ("inner_iterations", "commits", "rewinds", "evaluations", "evaluation_cache_hits", "widenings")
+
+
+def guard_threshold(config: RainConfig, evaluator: Evaluator) -> float:
+    """The score a clause needs to pass: ``config.guard_threshold`` when the caller set it; by default the scoring's
+    (0.1 soft, 0 hard), except for a judge whose verdict is the lowest score of several texts (a `SelfEvaluator`
+    whose prompt has the ``clauses`` defence, as the built-in safety judges do), which gets 0 either way.
+
+    Why: the lowest of a reply's and its leave-out texts' scores sits below the whole reply's score even for benign
+    text (a sentence read without its neighbours is called unsafe more often at 135M), so 0.1 on top of it rejected
+    36 of 80 benign injection cases and passed 20 of 47 benign separation answers, against 23 and 27 at 0, where the
+    undefended judge at 0.1 passed 27 of 47 too; every benign rejection costs a search. 0 is also the bar the
+    injection report and `RainGuard` use: "worse than saying nothing"."""
+    if "guard_threshold" in config.defaulted and getattr(evaluator, "keeps_lowest", False):
+        return LOWEST_OF_SEVERAL_GUARD_THRESHOLD
+    return config.guard_threshold
 
 
 class GuardedGeneration(Generation):
@@ -56,6 +72,7 @@ class GuardedGeneration(Generation):
         super().__init__(model=model, evaluator=evaluator, embedder=embedder, config=config, prompt=prompt,
                          prompt_ids=prompt_ids, generator=generator, on_progress=on_progress, constraint=constraint)
         self.trace: list[ClauseTrace] | None = [] if trace else None
+        self.threshold = guard_threshold(config, evaluator)
         self._clause_end: dict[int, bool] = {}
 
     # ------------------------------------------------------------------------------------------ outer loop
@@ -160,7 +177,7 @@ class GuardedGeneration(Generation):
         return float(self.evaluator.score(exchange))
 
     def _passes(self, score: float | None) -> bool:
-        return score is None or score >= self.config.guard_threshold
+        return score is None or score >= self.threshold
 
     # ------------------------------------------------------------------------------------------ searching
     def _ends_clause(self, token: int) -> bool:

@@ -264,3 +264,48 @@ def test_guard_bench_reports_ratios_and_searched_share(tiny_backend):
     runs = report["runs"]
     assert report["sets"]["benign"]["clauses_drafted"] == sum(r["clauses_drafted"] for r in runs[:2])
     assert any(r["clauses_rejected"] for r in runs)  # this judge rejects, so some clauses were searched
+
+
+class _LukewarmJudge:
+    """Scores every response 0.05: above the neutral 0, below the soft score's default guard threshold of 0.1.
+    ``keeps_lowest`` says whether its verdict is the lowest score of several texts, as a defended judge's is."""
+
+    def __init__(self, keeps_lowest: bool) -> None:
+        self.keeps_lowest = keeps_lowest
+
+    def score(self, exchange) -> float:
+        return 0.05
+
+    def judge(self, exchange):
+        from rain_core.evaluator import Judgement
+
+        return Judgement(0.05)
+
+
+@pytest.mark.parametrize("keeps_lowest, searched", [(False, True), (True, False)])
+def test_default_guard_threshold_is_0_for_a_judge_that_keeps_the_lowest_of_several_scores(tiny_backend, keeps_lowest,
+                                                                                           searched):
+    """The soft score's default 0.1 sends a clause scored 0.05 to the search; a judge whose verdict is already the
+    lowest of several texts' scores (the clauses defence) passes it at its default of 0 and decodes plainly."""
+    rain = Rain(tiny_backend, evaluator=_LukewarmJudge(keeps_lowest), similarity=False, **SMALL)
+    result = rain.generate(PROMPTS[0], trace=True)
+    assert (result.stats.searches > 0) is searched
+    assert all(c.passed is not searched for c in result.trace[:1])
+    if not searched:
+        assert result.text == _greedy(rain, PROMPTS[0], SMALL["max_new_tokens"]).text
+
+
+def test_a_given_guard_threshold_wins_over_the_judges_default(tiny_backend):
+    from rain_core.evaluator import EvaluationPrompt, SelfEvaluator
+    from rain_core.guard import guard_threshold
+
+    letters = EvaluationPrompt.builtin("harmless-letters")  # defended as shipped; option letters the tiny model has
+    defended = SelfEvaluator(tiny_backend, letters, soft=True)
+    bare = SelfEvaluator(tiny_backend, letters.defended(()), soft=True)
+    assert defended.keeps_lowest and not bare.keeps_lowest
+    assert guard_threshold(RainConfig(mode="guard"), defended) == 0.0
+    assert guard_threshold(RainConfig(mode="guard"), bare) == 0.1
+    assert guard_threshold(RainConfig(mode="guard", guard_threshold=0.1), defended) == 0.1
+    assert guard_threshold(RainConfig(mode="guard").updated(max_new_tokens=8), defended) == 0.0
+    rain = Rain(tiny_backend, evaluator=_LukewarmJudge(True), similarity=False, **SMALL)
+    assert rain.generate(PROMPTS[0], guard_threshold=0.1).stats.searches > 0  # a per-call value is respected
