@@ -309,6 +309,17 @@ class SelfEvaluator:
         below the whole reply's, which is why guard mode's default threshold for it is 0 (core/guard.py)."""
         return "clauses" in self.prompt.defences
 
+    def whole_reply(self) -> "SelfEvaluator":
+        """This judge reading the whole reply only (still neutralised): no leave-out texts. Guard mode's searches
+        rank their proposals with it, since each proposal is judged again by this judge, leave-out texts included,
+        before it is accepted (core/guard.py). Shares this judge's caches; itself when there are no leave-outs."""
+        if not self.keeps_lowest:
+            return self
+        twin = copy.copy(self)  # shallow: the caches are shared
+        twin.prompt = replace(self.prompt, defences=tuple(d for d in self.prompt.defences if d != "clauses"))
+        twin._twins = {twin.soft: twin}
+        return twin
+
     def scoring(self, soft: bool) -> "SelfEvaluator":
         """This judge scoring by probability margin (``soft``) or by the hard vote: the same prompt and model, and
         the same caches of read probabilities and baselines (the vote is computed from them), so switching costs

@@ -14,7 +14,11 @@ when nothing needs correcting. Guard mode pays for the search only where it is n
    The reference search runs until a committed continuation completes a clause (tokens it committed past that clause
    end are dropped; plain drafting writes what follows); the lookahead search, whose values are judgements of
    complete responses, runs to the end of the response and its whole continuation is the replacement. The
-   replacement is judged in turn; a rejected one is searched again, up to ``guard_searches`` searches.
+   replacement is judged in turn; a rejected one is searched again, up to ``guard_searches`` searches. A judge that
+   reads leave-out texts (the defended safety judges) lets the search rank its rollouts by the whole reply alone
+   (`SelfEvaluator.whole_reply`): the search only proposes, and its proposal is judged with every text before it
+   is accepted, so nothing the defended judge rejects is emitted, and the search costs one text per rollout
+   instead of about fifteen.
    If none passes, the response ends with the text accepted so far and finish reason ``rejected``: guard mode never
    emits text its judge rejected.
 
@@ -73,6 +77,9 @@ class GuardedGeneration(Generation):
                          prompt_ids=prompt_ids, generator=generator, on_progress=on_progress, constraint=constraint)
         self.trace: list[ClauseTrace] | None = [] if trace else None
         self.threshold = guard_threshold(config, evaluator)
+        # a search proposes replacements; this generation's own judge decides whether one is accepted
+        whole = getattr(evaluator, "whole_reply", None)
+        self._proposal_judge: Evaluator = whole() if callable(whole) else evaluator
         self._clause_end: dict[int, bool] = {}
 
     # ------------------------------------------------------------------------------------------ outer loop
@@ -204,7 +211,7 @@ class GuardedGeneration(Generation):
         # a lookahead search here samples every rollout: its greedy continuation starts with the clause just rejected
         config = self.config.updated(first_rollout="sample") if whole else self.config
         search = strategy(
-            model=self.model, evaluator=self.evaluator, embedder=self.embedder, config=config,
+            model=self.model, evaluator=self._proposal_judge, embedder=self.embedder, config=config,
             prompt=self.prompt, prompt_ids=self.prompt_ids, generator=self.generator,
             trace=self.trace is not None, on_progress=self._progress_of(), constraint=self.constraint,
             response=self.response,

@@ -309,3 +309,49 @@ def test_a_given_guard_threshold_wins_over_the_judges_default(tiny_backend):
     assert guard_threshold(RainConfig(mode="guard").updated(max_new_tokens=8), defended) == 0.0
     rain = Rain(tiny_backend, evaluator=_LukewarmJudge(True), similarity=False, **SMALL)
     assert rain.generate(PROMPTS[0], guard_threshold=0.1).stats.searches > 0  # a per-call value is respected
+
+
+def test_a_guard_search_ranks_with_the_whole_reply_and_acceptance_uses_every_text(tiny_backend, monkeypatch):
+    """A defended judge reads a reply and its leave-out texts; guard mode's searches only propose replacements, so
+    they rank rollouts by the whole reply (neutralised), and each proposal is then judged by the generation's own
+    judge, leave-out texts included, before it is accepted."""
+    from rain_core import guard as guard_module
+    from rain_core.evaluator import EvaluationPrompt, SelfEvaluator
+    from rain_core.exchange import Exchange
+
+    defended = SelfEvaluator(tiny_backend, EvaluationPrompt.builtin("harmless-letters"), soft=True)
+    whole = defended.whole_reply()
+    reply = Exchange.single_turn("Hi?", "First part. Second part. (An aside here.) Third part.")
+    assert len(defended.units(reply)) > 1 and whole.units(reply) == defended.units(reply)[:1]
+    assert not whole.keeps_lowest and whole._unit_cache is defended._unit_cache
+    bare = SelfEvaluator(tiny_backend, EvaluationPrompt.builtin("harmless-letters").defended(()), soft=True)
+    assert bare.whole_reply() is bare
+
+    used: list = []
+    real = guard_module.search_class
+
+    def spy(name):
+        cls = real(name)
+
+        class Spy(cls):  # type: ignore[misc, valid-type]
+            def __init__(self, **kwargs):
+                used.append(kwargs["evaluator"])
+                super().__init__(**kwargs)
+
+        return Spy
+
+    monkeypatch.setattr(guard_module, "search_class", spy)
+    rain = Rain(tiny_backend, evaluator=defended, similarity=False, **{**SMALL, "max_new_tokens": 16})
+    deciders: list[bool] = []  # which judge each score came from: the defended one, or the whole-reply twin
+
+    def reject(self, exchange):
+        deciders.append(self.keeps_lowest)
+        return -1.0
+
+    monkeypatch.setattr(SelfEvaluator, "score", reject)
+    result = rain.generate(PROMPTS[0], guard_threshold=0.0, trace=True)
+    assert used and all(not judge.keeps_lowest and judge.prompt.defences == ("neutralise",) for judge in used)
+    # the clause and every proposal were decided by the defended judge itself: nothing passed, nothing emitted
+    assert result.finish_reason == "rejected" and result.text == ""
+    assert deciders.count(True) == 1 + result.stats.searches == 1 + len(result.trace[0].attempts)
+    assert deciders.count(False) > 0  # the searches' rollouts, ranked by the whole reply
