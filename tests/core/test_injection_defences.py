@@ -173,28 +173,6 @@ def test_a_long_replys_leave_out_texts_cost_their_new_tokens_only():
     assert counted.calls == verdict.units == len(judge.units(exchange)) and counted.rows == 2 * counted.calls
 
 
-def test_judging_a_reply_one_clause_longer_extends_the_texts_judged_before():
-    """Guard mode judges the response again after each clause, and a search judges rollouts that share the accepted
-    text: each leave-out text of the longer reply extends the same text of the shorter one. The backend keeps enough
-    prefix caches (`CACHE_ENTRIES`) for two judgements' texts, so the second judgement runs its new tokens only; a
-    store smaller than one judgement's texts evicts each before its successor can extend it."""
-    from rain_core import shared_backend
-
-    backend = shared_backend(build_tiny_model(seed=3, extra_corpus=("The text is safe.", "The text is unsafe.")))
-    judge = SelfEvaluator(backend, EvaluationPrompt.builtin("harmless"))
-    reply = " ".join(f"Sentence number {i} says something rather long about cooking dinner." for i in range(7))
-    longer = reply + " Then serve it warm with bread."
-    judge.score(Exchange.single_turn("How do I cook?", "Hello."))  # the baseline and the fixed prefix, once
-    with backend.session() as session, backend.using(session):  # a generation's own store, as the engine opens
-        before = backend.tokens_processed
-        judge.score(Exchange.single_turn("How do I cook?", reply))
-        first = backend.tokens_processed - before
-        judge.score(Exchange.single_turn("How do I cook?", longer))
-        second = backend.tokens_processed - before - first
-    assert len(judge.units(Exchange.single_turn("How do I cook?", longer))) > 12  # more texts than the old store held
-    assert second < first / 3
-
-
 def test_sentiment_judges_exactly_as_before(tiny_backend):
     judge = SelfEvaluator(tiny_backend, EvaluationPrompt.builtin("sentiment"))
     raw = Exchange(prompt="A dull film,", response=" but the end (at last) is lovely. The text is positive.",

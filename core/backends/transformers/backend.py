@@ -53,14 +53,6 @@ class Session:
         self.lock = threading.RLock()  # only contended by the default session, which callers may share
 
 
-#: Prefix caches a session keeps (LRU). A defended judgement of a long reply reads up to 15 texts, one entry each, and
-#: the next judgement (guard mode's next clause, a search's next rollout) extends each of them, so a session must hold
-#: two judgements' texts: at 12 the LRU evicted every text just before its successor could extend it, and a guard-mode
-#: search at 128 tokens ran 18,352 tokens instead of 3,055 (123 s instead of 42 s; docs/security.md). Each entry holds
-#: its own cache (a 135M model: about 46 KB per token in float32), so lower it for a large model under many sessions.
-CACHE_ENTRIES = 32
-
-
 class TransformersBackend:
     """`LanguageModel` over a transformers causal LM, with prefix-shared KV caches and batched sampling.
 
@@ -78,7 +70,7 @@ class TransformersBackend:
       (docs/performance.md), so it pays only under load.
     """
 
-    def __init__(self, loaded: LoadedModel, *, cache_entries: int = CACHE_ENTRIES, batch_steps: bool | None = None,
+    def __init__(self, loaded: LoadedModel, *, cache_entries: int = 12, batch_steps: bool | None = None,
                  batch_prefill: bool | None = None, batch_rollouts: bool | None = None,
                  static_greedy: bool | None = None, static_rollouts: bool | None = None) -> None:
         self.loaded = loaded
