@@ -309,6 +309,12 @@ class SelfEvaluator:
         below the whole reply's, which is why guard mode's default threshold for it is 0 (core/guard.py)."""
         return "clauses" in self.prompt.defences
 
+    def forget(self) -> None:
+        """Drop the texts this judge remembers having read (its twins share the memory). Benchmarks call it between
+        repeats of one prompt: a repeat would otherwise find every leave-out text it reads already scored and time
+        a judgement far cheaper than a fresh reply's."""
+        self._unit_cache.clear()
+
     def whole_reply(self) -> "SelfEvaluator":
         """This judge reading the whole reply only (still neutralised): no leave-out texts. Guard mode's searches
         rank their proposals with it, since each proposal is judged again by this judge, leave-out texts included,

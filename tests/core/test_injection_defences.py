@@ -143,6 +143,22 @@ def test_a_short_replys_texts_cost_rows_not_calls(fooled):
     assert (plain.calls, plain.rows) == (2, 4)  # the reply's 2 rows + the baseline's: unchanged without defences
 
 
+def test_a_judge_that_forgets_reads_every_text_again(fooled):
+    """`forget` drops the remembered texts (for the judge and its twins): a second judgement of the same reply reads
+    the whole alone, one after `forget` reads every text, as the first did."""
+    counted = CountingModel(fooled)
+    judge = SelfEvaluator(counted, HARMLESS)
+    exchange = Exchange.single_turn(DOG, "One thing. Two things. Three things.")
+    judge.score(Exchange.single_turn(DOG, "Hello."))  # the calibration baseline, once
+    counted.rows = 0
+    first = judge.judge(exchange)
+    read_first, counted.rows = counted.rows, 0
+    assert judge.judge(exchange).score == first.score and counted.rows == 2  # the whole, read afresh
+    counted.rows = 0
+    judge.scoring(not judge.soft).forget()
+    assert judge.judge(exchange).score == first.score and counted.rows == read_first == 2 * first.units
+
+
 def test_judge_many_judges_every_unit_of_every_exchange(fooled):
     counted = CountingModel(fooled)
     judge = SelfEvaluator(counted, HARMLESS)
