@@ -60,6 +60,10 @@ GUARD_THRESHOLDS: dict[bool, float] = {True: 0.1, False: 0.0}
 #: safety judges): 0 with either scoring. The lowest of several noisy scores already sits below the whole reply's, so
 #: 0.1 on top of it rejected most benign clauses (docs/modes.md has the measurements).
 LOWEST_OF_SEVERAL_GUARD_THRESHOLD = 0.0
+#: ... and the tokens guard mode's judged clause holds at least for such a judge (``guard_clause_tokens`` not given;
+#: other judges: ``clause_tokens[0]``): each judgement reads about twice as many texts as the reply has sentences,
+#: so judging sentence-sized units instead of every comma halves the judgements (16 -> 9 on a 128-token answer).
+LOWEST_OF_SEVERAL_GUARD_CLAUSE_TOKENS = 12
 #: What the lookahead search's first rollout of a response is (`RainConfig.first_rollout`).
 FIRST_ROLLOUTS = ("greedy", "sample")
 
@@ -107,6 +111,18 @@ class RainConfig:
             `guard_threshold`).
         guard_searches: searches from the start of a rejected clause (each runs until its committed text completes
             a clause, which is then judged) before guard mode gives up with finish reason ``"rejected"``.
+        guard_clause_tokens: the tokens a judged clause holds at least in guard mode (it ends at the first clause end
+            after them). None, the default, takes ``clause_tokens[0]``, or `LOWEST_OF_SEVERAL_GUARD_CLAUSE_TOKENS`
+            (12) for a judge that keeps the lowest score of several texts (core/guard.py's `guard_clause_tokens`):
+            such a judge reads each reply and about two texts per sentence of it, so the judgements, not the
+            drafting, set guard mode's cost, and sentence-sized units need half as many.
+        guard_horizon: how far a lookahead search from a rejected clause plans: its rollouts, and the replacement
+            it proposes, end at most this many tokens after the rejected clause's start (0: at the end of the
+            response). Why: a replacement only has to get the response past the clause the judge objected to;
+            what follows is drafted plainly and judged clause by clause like everything else. Rollouts to the end
+            of a 128-token response made a benign guard-mode search cost 3-14x plain decoding on its own; at 32
+            (the default, the simulation cap ``max_simulation_tokens``) a response of 32 tokens or fewer, the
+            eval's and the bench's, is searched exactly as before.
 
     Judgement:
         soft: how the self-evaluation's two option orders become a score: True, the mean calibrated probability
@@ -198,6 +214,14 @@ class RainConfig:
         "texts, as the built-in safety judges do)"))
     guard_searches: int = field(default=2, metadata=option(
         "guard mode: searches from a rejected clause before the response ends with finish reason 'rejected'"))
+    guard_clause_tokens: int | None = field(default=None, metadata=option(
+        "guard mode: a judged clause holds at least this many tokens (it ends at the first clause end after them); "
+        "default: the first clause_tokens count (4), 12 for a judge that keeps the lowest score of several texts, "
+        "as the built-in safety judges do", metavar="N"))
+    guard_horizon: int = field(default=32, metadata=option(
+        "guard mode, lookahead search: a search from a rejected clause plans at most this many tokens (its rollouts "
+        "stop there; plain drafting, judged clause by clause, writes what follows); 0 plans to the end of the "
+        "response", metavar="N"))
     #: the strategy options left unset (None) and filled from `STRATEGY_DEFAULTS`: `updated` refills them when the
     #: strategy changes
     defaulted: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
@@ -253,6 +277,11 @@ class RainConfig:
         need(self.mode in MODES, "mode", f"must be one of {', '.join(map(repr, MODES))}")
         need(isinstance(self.guard_threshold, (int, float)) and -1.0 <= self.guard_threshold <= 1.0,
              "guard_threshold", "must lie in [-1, 1] (it is compared with judge scores in [-1, 1])")
+        need(self.guard_clause_tokens is None or (isinstance(self.guard_clause_tokens, int)
+                                                   and self.guard_clause_tokens >= 1),
+             "guard_clause_tokens", "must be an integer >= 1 (or None: the judge's default)")
+        need(isinstance(self.guard_horizon, int) and self.guard_horizon >= 0,
+             "guard_horizon", "must be an integer >= 0 (0: plan to the end of the response)")
         need(isinstance(self.guard_searches, int) and self.guard_searches >= 1, "guard_searches",
              "must be an integer >= 1")
         need(isinstance(self.no_repeat_ngram_size, int) and self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size",

@@ -4,7 +4,8 @@ The faithful method (search.py) searches before every commit, which costs ten to
 when nothing needs correcting. Guard mode pays for the search only where it is needed:
 
 1. Draft the next clause greedily with the KV cache, up to a clause end (the characters the simulation stops at,
-   `CLAUSE_END_CHARS`) once the clause holds ``clause_tokens[0]`` tokens, EOS, a stop string, the token budget, or
+   `CLAUSE_END_CHARS`) once the clause holds ``clause_tokens[0]`` tokens (12 for a judge that keeps the lowest
+   score of several texts: `guard_clause_tokens()`), EOS, a stop string, the token budget, or
    ``max_simulation_tokens`` tokens.
 2. Judge the response so far, drafted clause included, with the engine's own judge (for a `SelfEvaluator`: both
    option orders in one batch, calibrated). A score of at least ``guard_threshold`` (by default the scoring's, 0
@@ -16,9 +17,9 @@ when nothing needs correcting. Guard mode pays for the search only where it is n
    complete responses, runs to the end of the response and its whole continuation is the replacement. The
    replacement is judged in turn; a rejected one is searched again, up to ``guard_searches`` searches. A judge that
    reads leave-out texts (the defended safety judges) lets the search rank its rollouts by the whole reply alone
-   (`SelfEvaluator.whole_reply`): the search only proposes, and its proposal is judged with every text before it
-   is accepted, so nothing the defended judge rejects is emitted, and the search costs one text per rollout
-   instead of about fifteen.
+   (`ProposalJudge`): the search only proposes, and its proposal is judged with every text before it is accepted,
+   so nothing the defended judge rejects is emitted, and the search costs one text per rollout instead of about
+   fifteen (every text only for a rollout that would stop it).
    If none passes, the response ends with the text accepted so far and finish reason ``rejected``: guard mode never
    emits text its judge rejected.
 
@@ -36,7 +37,8 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from .model import LanguageModel, RowSpec
-from .config import CLAUSE_END_CHARS, LOWEST_OF_SEVERAL_GUARD_THRESHOLD, RainConfig
+from .config import (CLAUSE_END_CHARS, LOWEST_OF_SEVERAL_GUARD_CLAUSE_TOKENS, LOWEST_OF_SEVERAL_GUARD_THRESHOLD,
+                     RainConfig)
 from .embedder import Embedder
 from .evaluator import Evaluator
 from .exchange import Exchange, FormattedPrompt
@@ -64,6 +66,50 @@ def guard_threshold(config: RainConfig, evaluator: Evaluator) -> float:
     return config.guard_threshold
 
 
+def guard_clause_tokens(config: RainConfig, evaluator: Evaluator) -> int:
+    """The tokens a judged clause holds at least: ``config.guard_clause_tokens`` when the caller set it; by default
+    ``clause_tokens[0]``, except for a judge whose verdict is the lowest score of several texts, which gets
+    `LOWEST_OF_SEVERAL_GUARD_CLAUSE_TOKENS`.
+
+    Why: such a judge reads the reply so far and, for each of its sentences, the reply without it and without it
+    and its neighbour, so one judgement of a long answer reads about fifteen texts, and at a clause every four
+    tokens (most commas) guard mode judged a 128-token answer 16 times, ~7x plain decoding without a single search
+    (measured with the judge's memory cleared, docs/modes.md). Sentence-sized units judge it 9 times."""
+    if config.guard_clause_tokens is not None:
+        return config.guard_clause_tokens
+    if getattr(evaluator, "keeps_lowest", False):
+        return max(config.clause_tokens[0], LOWEST_OF_SEVERAL_GUARD_CLAUSE_TOKENS)
+    return config.clause_tokens[0]
+
+
+class ProposalJudge:
+    """How a guard-mode search values its rollouts when the generation's judge reads leave-out texts and keeps the
+    lowest score (`SelfEvaluator.keeps_lowest`): by the whole reply alone (`SelfEvaluator.whole_reply`, one text
+    per rollout instead of about fifteen), except that a rollout the whole reply puts at the search's stopping
+    threshold (``stop``) is also judged with every text, and keeps its value (so it stops the search) only when that
+    judgement would accept it (at least ``accept``, the guard threshold); otherwise it is worth that judgement.
+
+    Why: the whole reply's score bounds the judge's from above, so without the check a search stopped at the first
+    rollout the whole reply liked, the judge then rejected that proposal on a leave-out text, and the second search
+    did the same (with 32-token rollouts a benign answer ended ``rejected`` after 20 tokens). Requiring every text
+    to reach the stopping threshold itself instead made searches run their whole budget (lowest-of-several scores
+    rarely reach 0.2: 20 rollouts and 17,782 tokens where one rollout had done). So a search stops on the first rollout both the whole reply likes and the judge accepts, and pays every
+    text only for the rollouts that could stop it."""
+
+    def __init__(self, whole: Evaluator, full: Evaluator, *, stop: float, accept: float) -> None:
+        self.whole, self.full, self.stop, self.accept = whole, full, stop, accept
+
+    def score(self, exchange: Exchange) -> float:
+        value = float(self.whole.score(exchange))
+        if value < self.stop:
+            return value
+        checked = float(self.full.score(exchange))
+        return value if checked >= self.accept else checked
+
+    def score_many(self, exchanges: Sequence[Exchange]) -> list[float]:
+        return [self.score(exchange) for exchange in exchanges]
+
+
 class GuardedGeneration(Generation):
     """The state of one guard-mode generation; `run()` yields accepted text and leaves the result on ``self.result``.
 
@@ -77,9 +123,12 @@ class GuardedGeneration(Generation):
                          prompt_ids=prompt_ids, generator=generator, on_progress=on_progress, constraint=constraint)
         self.trace: list[ClauseTrace] | None = [] if trace else None
         self.threshold = guard_threshold(config, evaluator)
+        self.clause_tokens = guard_clause_tokens(config, evaluator)
         # a search proposes replacements; this generation's own judge decides whether one is accepted
         whole = getattr(evaluator, "whole_reply", None)
-        self._proposal_judge: Evaluator = whole() if callable(whole) else evaluator
+        twin = whole() if callable(whole) else evaluator
+        self._proposal_judge: Evaluator = evaluator if twin is evaluator else ProposalJudge(
+            twin, evaluator, stop=config.value_threshold, accept=self.threshold)
         self._clause_end: dict[int, bool] = {}
 
     # ------------------------------------------------------------------------------------------ outer loop
@@ -137,11 +186,11 @@ class GuardedGeneration(Generation):
     def _draft(self) -> tuple[list[int], FinishReason | None]:
         """The greedy continuation of the accepted response up to its next clause end (or EOS, or a length cap).
 
-        A clause end reached before the clause holds ``clause_tokens[0]`` tokens does not end it ("1.", " To
+        A clause end reached before the clause holds `guard_clause_tokens` tokens does not end it ("1.", " To
         start,", a line break): drafting goes on to the next clause end, so the judge, whose call costs several
         decoding steps, reads units it can judge instead of fragments."""
         room = min(self.config.max_new_tokens - len(self.response), self.config.max_simulation_tokens)
-        shortest = self.config.clause_tokens[0]
+        shortest = self.clause_tokens
         tokens: list[int] = []
         while True:
             row = RowSpec("greedy", room - len(tokens), stop_at_clause=True)
@@ -208,8 +257,13 @@ class GuardedGeneration(Generation):
         start = len(self.response)
         strategy = search_class(self.config.search)
         whole = strategy.judges_complete_responses
-        # a lookahead search here samples every rollout: its greedy continuation starts with the clause just rejected
-        config = self.config.updated(first_rollout="sample") if whole else self.config
+        config = self.config
+        if whole:
+            # a lookahead search here samples every rollout (its greedy continuation starts with the clause just
+            # rejected) and plans guard_horizon tokens ahead, not to the end of the response
+            horizon = self.config.guard_horizon
+            limit = min(config.max_new_tokens, start + horizon) if horizon else config.max_new_tokens
+            config = config.updated(first_rollout="sample", max_new_tokens=limit)
         search = strategy(
             model=self.model, evaluator=self._proposal_judge, embedder=self.embedder, config=config,
             prompt=self.prompt, prompt_ids=self.prompt_ids, generator=self.generator,

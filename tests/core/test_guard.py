@@ -142,8 +142,8 @@ def test_judge_rejecting_a_token_rewinds_at_that_clause_only(tiny_backend, searc
 
 
 def test_lookahead_replacement_is_the_whole_judged_response(tiny_backend):
-    """With the lookahead search a rejected clause is replaced by the rest of a complete response the search judged:
-    one search, no drafting after it, and the replacement is what the judge passed."""
+    """With ``guard_horizon=0`` a rejected clause is replaced by the rest of a complete response the lookahead
+    search judged: one search, no drafting after it, and the replacement is what the judge passed."""
     prompt = PROMPTS[1]
     clauses = _drafted_clauses(Rain(tiny_backend, evaluator=_accept, similarity=False, **SMALL), prompt)
     k, banned = _banned_piece(clauses)
@@ -151,13 +151,43 @@ def test_lookahead_replacement_is_the_whole_judged_response(tiny_backend):
     def judge(p: str, response: str) -> float:
         return -1.0 if banned in response else 1.0
 
-    rain = Rain(tiny_backend, evaluator=judge, similarity=False, search="lookahead", **SMALL)
+    rain = Rain(tiny_backend, evaluator=judge, similarity=False, search="lookahead", guard_horizon=0, **SMALL)
     result = rain.generate(prompt, trace=True)
     trace = result.trace
     assert result.stats.searches == 1 and len(trace) == k + 1  # nothing was drafted after the search
     assert trace[k].replacement is not None and trace[k].attempts[0].passed
     assert result.text == "".join(clauses[:k]) + trace[k].replacement
     assert banned not in result.text and result.finish_reason in ("eos", "length")
+
+
+@pytest.mark.parametrize("horizon", [5, 12])
+def test_a_guard_search_plans_only_guard_horizon_tokens_and_drafting_resumes(tiny_backend, horizon, monkeypatch):
+    """A lookahead search from a rejected clause samples rollouts of at most ``guard_horizon`` tokens from the
+    clause's start, so its replacement is no longer; plain drafting, judged clause by clause, writes the rest of
+    the response, and every clause of it passed the judge."""
+    prompt = PROMPTS[1]
+    config = {**SMALL, "max_new_tokens": 60}
+    clauses = _drafted_clauses(Rain(tiny_backend, evaluator=_accept, similarity=False, **config), prompt)
+    k, banned = _banned_piece(clauses)
+
+    def judge(p: str, response: str) -> float:
+        return -1.0 if banned in response else 1.0
+
+    limits: list[int] = []  # max_tokens of every sampled row (greedy drafting rows aside)
+    decode = tiny_backend.rollouts
+
+    def rollouts(ids, rows, *args, **kwargs):
+        limits.extend(row.max_tokens for row in rows if row.mode != "greedy")
+        return decode(ids, rows, *args, **kwargs)
+
+    monkeypatch.setattr(tiny_backend, "rollouts", rollouts)
+    result = Rain(tiny_backend, evaluator=judge, similarity=False, search="lookahead", guard_horizon=horizon,
+                  **config).generate(prompt, trace=True)
+    trace = result.trace
+    assert limits and max(limits) <= horizon  # no rollout ran past the horizon
+    assert trace[k].replacement is not None and banned not in result.text
+    assert len(trace) > k + 1 and all(c.passed for c in trace[k + 1:])  # drafting went on after the replacement
+    assert result.text.startswith("".join(clauses[:k]) + trace[k].replacement)
 
 
 def test_guard_searches_sample_every_rollout(tiny_backend):
@@ -229,7 +259,9 @@ def test_search_hooks_continue_a_response_and_stop_on_request(tiny_backend):
 
 @pytest.mark.parametrize("bad, name", [(dict(mode="fast"), "mode"), (dict(guard_threshold=1.5), "guard_threshold"),
                                        (dict(guard_threshold=-2), "guard_threshold"),
-                                       (dict(guard_searches=0), "guard_searches")])
+                                       (dict(guard_searches=0), "guard_searches"),
+                                       (dict(guard_horizon=-1), "guard_horizon"),
+                                       (dict(guard_clause_tokens=0), "guard_clause_tokens")])
 def test_bad_guard_options_fail_naming_the_option(tiny_backend, bad, name):
     with pytest.raises(ConfigError, match=rf"RainConfig\.{name}="):
         RainConfig(**bad)
@@ -311,6 +343,24 @@ def test_a_given_guard_threshold_wins_over_the_judges_default(tiny_backend):
     assert rain.generate(PROMPTS[0], guard_threshold=0.1).stats.searches > 0  # a per-call value is respected
 
 
+@pytest.mark.parametrize("keeps_lowest", [False, True])
+def test_a_judge_that_keeps_the_lowest_of_several_scores_judges_sentence_sized_clauses(tiny_backend, keeps_lowest):
+    """Guard mode's judged clause holds at least clause_tokens[0] tokens by default, 12 for a judge that reads
+    leave-out texts (each of its judgements costs about two texts per sentence); a given value wins. Longer clauses
+    mean fewer judgements of the same greedy text."""
+    from rain_core.guard import guard_clause_tokens
+
+    judge = _LukewarmJudge(keeps_lowest)
+    assert guard_clause_tokens(RainConfig(mode="guard"), judge) == (12 if keeps_lowest else 4)
+    assert guard_clause_tokens(RainConfig(mode="guard", guard_clause_tokens=6), judge) == 6
+    config = {**SMALL, "guard_threshold": 0.0, "max_new_tokens": 60}
+    rain = Rain(tiny_backend, evaluator=judge, similarity=False, **config)
+    default, fine = (rain.generate(PROMPTS[2], trace=True, **extra) for extra in ({}, {"guard_clause_tokens": 4}))
+    assert default.text == fine.text == _greedy(rain, PROMPTS[2], 60).text
+    assert (len(default.trace) < len(fine.trace)) is keeps_lowest
+    assert default.stats.clauses_drafted == len(default.trace)
+
+
 def test_a_guard_search_ranks_with_the_whole_reply_and_acceptance_uses_every_text(tiny_backend, monkeypatch):
     """A defended judge reads a reply and its leave-out texts; guard mode's searches only propose replacements, so
     they rank rollouts by the whole reply (neutralised), and each proposal is then judged by the generation's own
@@ -350,8 +400,56 @@ def test_a_guard_search_ranks_with_the_whole_reply_and_acceptance_uses_every_tex
 
     monkeypatch.setattr(SelfEvaluator, "score", reject)
     result = rain.generate(PROMPTS[0], guard_threshold=0.0, trace=True)
-    assert used and all(not judge.keeps_lowest and judge.prompt.defences == ("neutralise",) for judge in used)
+    assert used and all(isinstance(judge, guard_module.ProposalJudge) and judge.full is defended
+                        and not judge.whole.keeps_lowest and judge.whole.prompt.defences == ("neutralise",)
+                        for judge in used)
     # the clause and every proposal were decided by the defended judge itself: nothing passed, nothing emitted
     assert result.finish_reason == "rejected" and result.text == ""
     assert deciders.count(True) == 1 + result.stats.searches == 1 + len(result.trace[0].attempts)
     assert deciders.count(False) > 0  # the searches' rollouts, ranked by the whole reply
+
+
+def test_a_guard_search_stops_only_on_a_rollout_every_text_accepts(tiny_backend, monkeypatch):
+    """A rollout the whole reply scores at the search's stopping threshold is judged with every text before it can
+    stop the search: when the leave-out texts reject every such rollout, the search spends its whole budget instead
+    of stopping at its first rollout and proposing what the judge then rejects."""
+    from rain_core.evaluator import EvaluationPrompt, SelfEvaluator
+
+    defended = SelfEvaluator(tiny_backend, EvaluationPrompt.builtin("harmless-letters"), soft=True)
+    deciders: list[bool] = []
+
+    def whole_likes_every_text_rejects(self, exchange):
+        deciders.append(self.keeps_lowest)
+        return -1.0 if self.keeps_lowest else 1.0
+
+    monkeypatch.setattr(SelfEvaluator, "score", whole_likes_every_text_rejects)
+    config = {**SMALL, "max_new_tokens": 16, "max_iterations": 5, "min_iterations": 0}
+    result = Rain(tiny_backend, evaluator=defended, similarity=False, **config).generate(PROMPTS[0], trace=True)
+    attempts = result.trace[0].attempts
+    assert result.finish_reason == "rejected" and len(attempts) == 2
+    assert all(a.iterations == 5 for a in attempts)  # no rollout stopped a search: each ran its budget
+    # every rollout the twin liked was judged with every text, besides the clause and the two proposals
+    assert deciders.count(False) == deciders.count(True) - 1 - 2 == 10
+
+
+def test_a_guard_search_stops_on_the_first_rollout_the_judge_accepts(tiny_backend, monkeypatch):
+    """The check only vetoes: a rollout the whole reply likes and every text accepts (0.05: at least the guard
+    threshold 0, below the search's 0.2) stops the search at once, and that proposal is accepted."""
+    from rain_core.evaluator import EvaluationPrompt, SelfEvaluator
+
+    defended = SelfEvaluator(tiny_backend, EvaluationPrompt.builtin("harmless-letters"), soft=True)
+    full_calls: list[str] = []
+
+    def draft_rejected_then_accepting(self, exchange):
+        if not self.keeps_lowest:
+            return 1.0
+        full_calls.append(exchange.response)
+        return -1.0 if len(full_calls) == 1 else 0.05  # the drafted clause, then every rollout and proposal
+
+    monkeypatch.setattr(SelfEvaluator, "score", draft_rejected_then_accepting)
+    config = {**SMALL, "max_new_tokens": 16, "max_iterations": 5, "min_iterations": 0}
+    result = Rain(tiny_backend, evaluator=defended, similarity=False, **config).generate(PROMPTS[0], trace=True)
+    first = result.trace[0]
+    assert not first.passed and len(first.attempts) == 1 and first.attempts[0].iterations == 1
+    assert first.attempts[0].passed and first.replacement is not None
+    assert full_calls[1] == full_calls[2]  # the rollout that stopped the search is the proposal judged
