@@ -23,7 +23,7 @@ import torch
 from .backends.served.options import ServerOptions
 from .config import RainConfig
 from .engine import Rain
-from .guard import guard_threshold
+from .guard import guard_clause_tokens, guard_threshold
 from .registry import shared_backend
 from .models import load_random_init
 
@@ -240,9 +240,11 @@ def run_guard_bench(rain: Rain, *, n_prompts: int | None = None, progress: bool 
     rain.generate_plain(next(iter(sets.values()))[0], max_new_tokens=4)  # warm-up (allocations, kernels)
     rain.judge("Hello", "Hello.")  # and the judge's pinned instructions
     runs: list[dict[str, Any]] = []
+    judge = rain.judge_for(config)
     report: dict[str, Any] = {
         "model": rain.model_name, "device": str(rain.backend.device), "torch_threads": torch.get_num_threads(),
-        "max_new_tokens": config.max_new_tokens, "guard_threshold": guard_threshold(config, rain.judge_for(config)),
+        "max_new_tokens": config.max_new_tokens, "guard_threshold": guard_threshold(config, judge),
+        "guard_clause_tokens": guard_clause_tokens(config, judge), "guard_horizon": config.guard_horizon,
         "guard_searches": config.guard_searches, "max_iterations": config.max_iterations,
         "min_iterations": config.min_iterations, "sets": {}}
     for name, prompts in sets.items():

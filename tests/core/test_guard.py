@@ -296,6 +296,8 @@ def test_guard_bench_reports_ratios_and_searched_share(tiny_backend):
     runs = report["runs"]
     assert report["sets"]["benign"]["clauses_drafted"] == sum(r["clauses_drafted"] for r in runs[:2])
     assert any(r["clauses_rejected"] for r in runs)  # this judge rejects, so some clauses were searched
+    # the settings in effect for this judge (a function judge: the scoring's threshold, clause_tokens[0])
+    assert (report["guard_threshold"], report["guard_clause_tokens"], report["guard_horizon"]) == (0.1, 4, 32)
 
 
 class _LukewarmJudge:
