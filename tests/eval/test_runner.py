@@ -139,6 +139,7 @@ def test_guard_methods_run_and_bon_guard_spends_rain_guards_tokens(rain, data, t
     assert set(summary["paired_vs_rain_guard"]) == {"vanilla-greedy", "rain", "bon-guard"}
     table = (out / "summary.md").read_text()
     assert "| rain-guard |" in table and "| bon-guard |" in table and "clauses rejected" in table
+    assert "guard_threshold=" in table and "guard_clause_tokens=None" in table and "guard_horizon=32" in table
     with pytest.raises(RainError, match="bon-guard"):
         run(rain, data, tmp_path / "other", methods="rain,bon-guard")
 
