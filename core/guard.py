@@ -14,7 +14,8 @@ when nothing needs correcting. Guard mode pays for the search only where it is n
 3. A rejected clause is rewound: the configured search (`RainConfig.search`) starts from the accepted response.
    The reference search runs until a committed continuation completes a clause (tokens it committed past that clause
    end are dropped; plain drafting writes what follows); the lookahead search, whose values are judgements of
-   complete responses, runs to the end of the response and its whole continuation is the replacement. The
+   complete rollouts, plans ``guard_horizon`` tokens ahead (0: to the end of the response), and the rest of its best
+   judged rollout is the replacement; plain drafting writes what follows it. The
    replacement is judged in turn; a rejected one is searched again, up to ``guard_searches`` searches. A judge that
    reads leave-out texts (the defended safety judges) lets the search rank its rollouts by the whole reply alone
    (`ProposalJudge`): the search only proposes, and its proposal is judged with every text before it is accepted,
@@ -74,7 +75,7 @@ def guard_clause_tokens(config: RainConfig, evaluator: Evaluator) -> int:
     Why: such a judge reads the reply so far and, for each of its sentences, the reply without it and without it
     and its neighbour, so one judgement of a long answer reads about fifteen texts, and at a clause every four
     tokens (most commas) guard mode judged a 128-token answer 16 times, ~7x plain decoding without a single search
-    (measured with the judge's memory cleared, docs/modes.md). Sentence-sized units judge it 9 times."""
+    (measured with the judge's memory cleared, docs/security.md). Sentence-sized units judge it 9 times."""
     if config.guard_clause_tokens is not None:
         return config.guard_clause_tokens
     if getattr(evaluator, "keeps_lowest", False):
@@ -93,8 +94,9 @@ class ProposalJudge:
     rollout the whole reply liked, the judge then rejected that proposal on a leave-out text, and the second search
     did the same (with 32-token rollouts a benign answer ended ``rejected`` after 20 tokens). Requiring every text
     to reach the stopping threshold itself instead made searches run their whole budget (lowest-of-several scores
-    rarely reach 0.2: 20 rollouts and 17,782 tokens where one rollout had done). So a search stops on the first rollout both the whole reply likes and the judge accepts, and pays every
-    text only for the rollouts that could stop it."""
+    rarely reach 0.2: 20 rollouts and 17,782 tokens where one rollout had done). So a search stops on the first
+    rollout both the whole reply likes and the judge accepts, and pays every text only for the rollouts that could
+    stop it."""
 
     def __init__(self, whole: Evaluator, full: Evaluator, *, stop: float, accept: float) -> None:
         self.whole, self.full, self.stop, self.accept = whole, full, stop, accept
@@ -250,10 +252,12 @@ class GuardedGeneration(Generation):
         it does, and the attempt's record (judged).
 
         The reference search judges clauses, so it runs until a committed continuation completes a clause, and
-        that clause (cut at its end) is what is judged. The lookahead search judges complete responses, so it runs
-        to the end of the response and its whole continuation, the best complete response it judged, is judged and
-        accepted or rejected as one: cutting it after a clause would throw away the judgement it was chosen by and
-        hand the rest back to the greedy drafting the judge objected to."""
+        that clause (cut at its end) is what is judged. The lookahead search judges complete rollouts, so it runs
+        to its horizon (``guard_horizon`` tokens from the rejected clause's start, or the end of the response) and
+        its whole continuation, the best rollout it judged, is judged and accepted or rejected as one: cutting it
+        after a clause would throw away the judgement it was chosen by. Past the horizon, plain drafting goes on,
+        judged clause by clause like everything else: a 128-token rollout per candidate cost more than the
+        judgements it saved (docs/security.md)."""
         start = len(self.response)
         strategy = search_class(self.config.search)
         whole = strategy.judges_complete_responses
