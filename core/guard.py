@@ -102,14 +102,20 @@ class ProposalJudge:
         self.whole, self.full, self.stop, self.accept = whole, full, stop, accept
 
     def score(self, exchange: Exchange) -> float:
-        value = float(self.whole.score(exchange))
+        return self._checked(exchange, float(self.whole.score(exchange)))
+
+    def score_many(self, exchanges: Sequence[Exchange]) -> list[float]:
+        """The whole replies read together when the whole-reply judge can (as the search would read them without
+        this check), then each one at the stopping threshold checked with every text."""
+        many = getattr(self.whole, "score_many", None)
+        values = many(exchanges) if many is not None else [self.whole.score(e) for e in exchanges]
+        return [self._checked(exchange, float(value)) for exchange, value in zip(exchanges, values)]
+
+    def _checked(self, exchange: Exchange, value: float) -> float:
         if value < self.stop:
             return value
         checked = float(self.full.score(exchange))
         return value if checked >= self.accept else checked
-
-    def score_many(self, exchanges: Sequence[Exchange]) -> list[float]:
-        return [self.score(exchange) for exchange in exchanges]
 
 
 class GuardedGeneration(Generation):
@@ -265,9 +271,10 @@ class GuardedGeneration(Generation):
         if whole:
             # a lookahead search here samples every rollout (its greedy continuation starts with the clause just
             # rejected) and plans guard_horizon tokens ahead, not to the end of the response
-            horizon = self.config.guard_horizon
-            limit = min(config.max_new_tokens, start + horizon) if horizon else config.max_new_tokens
-            config = config.updated(first_rollout="sample", max_new_tokens=limit)
+            horizon = config.guard_horizon
+            config = config.updated(first_rollout="sample",
+                                    max_new_tokens=min(config.max_new_tokens, start + horizon) if horizon
+                                    else config.max_new_tokens)
         search = strategy(
             model=self.model, evaluator=self._proposal_judge, embedder=self.embedder, config=config,
             prompt=self.prompt, prompt_ids=self.prompt_ids, generator=self.generator,

@@ -139,7 +139,8 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
     rain = settings.get("rain_config") or {}
     if any(m in methods for m in ("rain", "bon", "rain-guard", "bon-guard")):
         guard = "".join(f", {k}={rain.get(k)}" for k in (
-            "guard_threshold", "guard_searches", "guard_clause_tokens", "guard_horizon")) if "rain-guard" in methods else ""
+            "guard_threshold", "guard_searches", "guard_clause_tokens", "guard_horizon")
+        ) if "rain-guard" in methods else ""
         lines += ["", "RAIN budget: " + ", ".join(f"{k}={rain.get(k)}" for k in (
             "max_iterations", "min_iterations", "min_visits", "value_threshold", "num_candidates")) +
             f"{guard}, soft={settings.get('soft')}, similarity={settings.get('similarity')}."]

@@ -363,6 +363,13 @@ def test_a_judge_that_keeps_the_lowest_of_several_scores_judges_sentence_sized_c
     assert default.stats.clauses_drafted == len(default.trace)
 
 
+def _defended(tiny_backend):
+    """The built-in letters safety judge on the tiny model, defended as shipped (it reads leave-out texts)."""
+    from rain_core.evaluator import EvaluationPrompt, SelfEvaluator
+
+    return SelfEvaluator(tiny_backend, EvaluationPrompt.builtin("harmless-letters"), soft=True)
+
+
 def test_a_guard_search_ranks_with_the_whole_reply_and_acceptance_uses_every_text(tiny_backend, monkeypatch):
     """A defended judge reads a reply and its leave-out texts; guard mode's searches only propose replacements, so
     they rank rollouts by the whole reply (neutralised), and each proposal is then judged by the generation's own
@@ -371,7 +378,7 @@ def test_a_guard_search_ranks_with_the_whole_reply_and_acceptance_uses_every_tex
     from rain_core.evaluator import EvaluationPrompt, SelfEvaluator
     from rain_core.exchange import Exchange
 
-    defended = SelfEvaluator(tiny_backend, EvaluationPrompt.builtin("harmless-letters"), soft=True)
+    defended = _defended(tiny_backend)
     whole = defended.whole_reply()
     reply = Exchange.single_turn("Hi?", "First part. Second part. (An aside here.) Third part.")
     assert len(defended.units(reply)) > 1 and whole.units(reply) == defended.units(reply)[:1]
@@ -415,9 +422,9 @@ def test_a_guard_search_stops_only_on_a_rollout_every_text_accepts(tiny_backend,
     """A rollout the whole reply scores at the search's stopping threshold is judged with every text before it can
     stop the search: when the leave-out texts reject every such rollout, the search spends its whole budget instead
     of stopping at its first rollout and proposing what the judge then rejects."""
-    from rain_core.evaluator import EvaluationPrompt, SelfEvaluator
+    from rain_core.evaluator import SelfEvaluator
 
-    defended = SelfEvaluator(tiny_backend, EvaluationPrompt.builtin("harmless-letters"), soft=True)
+    defended = _defended(tiny_backend)
     deciders: list[bool] = []
 
     def whole_likes_every_text_rejects(self, exchange):
@@ -437,9 +444,9 @@ def test_a_guard_search_stops_only_on_a_rollout_every_text_accepts(tiny_backend,
 def test_a_guard_search_stops_on_the_first_rollout_the_judge_accepts(tiny_backend, monkeypatch):
     """The check only vetoes: a rollout the whole reply likes and every text accepts (0.05: at least the guard
     threshold 0, below the search's 0.2) stops the search at once, and that proposal is accepted."""
-    from rain_core.evaluator import EvaluationPrompt, SelfEvaluator
+    from rain_core.evaluator import SelfEvaluator
 
-    defended = SelfEvaluator(tiny_backend, EvaluationPrompt.builtin("harmless-letters"), soft=True)
+    defended = _defended(tiny_backend)
     full_calls: list[str] = []
 
     def draft_rejected_then_accepting(self, exchange):
@@ -455,3 +462,34 @@ def test_a_guard_search_stops_on_the_first_rollout_the_judge_accepts(tiny_backen
     assert not first.passed and len(first.attempts) == 1 and first.attempts[0].iterations == 1
     assert first.attempts[0].passed and first.replacement is not None
     assert full_calls[1] == full_calls[2]  # the rollout that stopped the search is the proposal judged
+
+
+def test_a_proposal_judge_reads_a_batch_of_whole_replies_in_one_call():
+    """`score_many` gives what `score` gives one by one, with the whole replies read in one call of the whole-reply
+    judge (as the search reads a batch without the check) and only those at the stopping threshold checked."""
+    from rain_core.exchange import Exchange
+    from rain_core.guard import ProposalJudge
+
+    class Whole:
+        calls = 0
+        values = {"low": 0.1, "liked": 0.5, "vetoed": 0.6}
+
+        def score(self, exchange):
+            return self.values[exchange.response]
+
+        def score_many(self, exchanges):
+            self.calls += 1
+            return [self.score(e) for e in exchanges]
+
+    class Full:
+        read: list = []
+
+        def score(self, exchange):
+            self.read.append(exchange.response)
+            return -0.3 if exchange.response == "vetoed" else 0.05
+
+    whole, full = Whole(), Full()
+    judge = ProposalJudge(whole, full, stop=0.2, accept=0.0)
+    batch = [Exchange.single_turn("Hi?", text) for text in ("low", "liked", "vetoed")]
+    assert judge.score_many(batch) == [0.1, 0.5, -0.3] == [judge.score(e) for e in batch]
+    assert whole.calls == 1 and full.read == ["liked", "vetoed", "liked", "vetoed"]
