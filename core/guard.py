@@ -60,8 +60,8 @@ def guard_threshold(config: RainConfig, evaluator: Evaluator) -> float:
     Why: the lowest of a reply's and its leave-out texts' scores sits below the whole reply's score even for benign
     text (a sentence read without its neighbours is called unsafe more often at 135M), so 0.1 on top of it rejected
     36 of 80 benign injection cases and passed 20 of 47 benign separation answers, against 23 and 27 at 0, where the
-    same judge reading the whole reply alone passed 27 of 47 at 0.1 too; every benign rejection costs a search. 0 is also the bar the
-    injection report and `RainGuard` use: "worse than saying nothing"."""
+    same judge reading the whole reply alone passed 27 of 47 at 0.1 too; every benign rejection costs a search. 0 is
+    also the bar the injection report and `RainGuard` use: "worse than saying nothing"."""
     if "guard_threshold" in config.defaulted and getattr(evaluator, "keeps_lowest", False):
         return LOWEST_OF_SEVERAL_GUARD_THRESHOLD
     return config.guard_threshold
