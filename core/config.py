@@ -66,6 +66,8 @@ LOWEST_OF_SEVERAL_GUARD_THRESHOLD = 0.0
 LOWEST_OF_SEVERAL_GUARD_CLAUSE_TOKENS = 12
 #: What the lookahead search's first rollout of a response is (`RainConfig.first_rollout`).
 FIRST_ROLLOUTS = ("greedy", "sample")
+#: The order in which the lookahead search judges a batch of rollouts (`RainConfig.judge_order`).
+JUDGE_ORDERS = ("likely", "sampled")
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,11 @@ class RainConfig:
             continuation, judged like any other rollout, so a response the judge already accepts costs one rollout
             and keeps the model's most likely wording) or ``"sample"`` (every rollout sampled). Guard mode's
             searches always sample: they start where the judge has just rejected the greedy draft.
+        judge_order: the order in which the lookahead search judges a batch of rollouts (it stops at the first
+            judged at least ``value_threshold``): ``"likely"`` (the greedy answer, then the samples by the model's
+            mean log-probability per token, highest first, so the round stops at the most fluent response the judge
+            accepts) or ``"sampled"`` (the order the batch was drawn in). A batch is decoded as a whole either way,
+            so the order costs nothing; it decides which of several acceptable responses is kept.
 
     Generation:
         max_new_tokens: committed tokens at most.
@@ -194,6 +201,10 @@ class RainConfig:
     first_rollout: str = field(default="greedy", metadata=option(
         "lookahead: the response's first rollout is the greedy continuation ('greedy') or a sample ('sample')",
         metavar="KIND"))
+    judge_order: str = field(default="likely", metadata=option(
+        "lookahead: a batch of rollouts is judged most likely first ('likely': by the model's mean log-probability "
+        "per token, so the round stops at the most fluent good response) or in the order sampled ('sampled')",
+        metavar="ORDER"))
     max_new_tokens: int = field(default=128, metadata=option(
         "committed tokens at most", aliases=("max_tokens",), eval_flag=False))
     stop: tuple[str, ...] = field(default_factory=tuple, metadata=option(
@@ -271,6 +282,7 @@ class RainConfig:
              "must be two integers (min, max) with 1 <= min <= max")
         need(self.first_rollout in FIRST_ROLLOUTS, "first_rollout",
              f"must be one of {', '.join(map(repr, FIRST_ROLLOUTS))}")
+        need(self.judge_order in JUDGE_ORDERS, "judge_order", f"must be one of {', '.join(map(repr, JUDGE_ORDERS))}")
         need(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "max_new_tokens", "must be an integer >= 1")
         need(all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty strings")
         need(self.seed is None or isinstance(self.seed, int), "seed", "must be an integer or None")

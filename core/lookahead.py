@@ -28,12 +28,16 @@ self-evaluate → back up, commit a child and keep its subtree) and changes what
   least ``min_iterations`` fresh rollouts. Rollouts are decoded in batches (the backend samples a batch's rows in one
   forward pass per token, as Best-of-N samples its answers): a round's first batch, a pilot, holds a quarter of
   ``parallel_leaves`` (4 of the default 16: the greedy answer and three samples), each later one ``parallel_leaves``
-  (the default budget's other 12 in one). A batch is judged in its order, and the round stops at the first response
+  (the default budget's other 12 in one). A batch is judged in order, and the round stops at the first response
   judged at least ``value_threshold`` (RAIN's stopping rule, applied to complete responses; the rest of that batch is
-  not judged); a root whose incumbent already scores that much is committed without new rollouts. The small first
-  batch keeps the stopping rule cheap on prompts whose first responses are good; the wide later one keeps a hard
-  prompt at two batched decodes, Best-of-N's count (measured: docs/eval.md). So an easy prompt costs a few rollouts
-  and the budget goes to the prompts whose samples the judge does not like. With ``min_iterations = 0`` a response
+  not judged). The order is the model's (``judge_order = "likely"``, the default): the greedy answer, then the
+  samples by mean log-probability per token, highest first, so of several responses the judge would accept the
+  round keeps the most fluent; a batch is decoded as a whole, so the order costs nothing. ``"sampled"`` judges them
+  in the order drawn (measured: docs/eval.md). A root whose incumbent already scores ``value_threshold`` is
+  committed without new rollouts. The small first batch keeps the stopping rule cheap on prompts whose first
+  responses are good; the wide later one keeps a hard prompt at two batched decodes, Best-of-N's count (measured:
+  docs/eval.md). So an easy prompt costs a few rollouts and the budget goes to the prompts whose samples the judge
+  does not like. With ``min_iterations = 0`` a response
   whose first round finds nothing good enough follows the best response of that round.
 
 No clause is checked against greedy decoding, so ``stats.rewinds`` counts every commit of this strategy (the
@@ -41,6 +45,8 @@ greedy rollout's clauses too); ``inner_iterations`` counts judged rollouts (the 
 
 Batched rounds changed seeded texts (issue 21): a round's samples are drawn together from one generator, so the
 same seed draws other samples than one-at-a-time decoding did; ``parallel_leaves=1`` decodes one at a time again.
+The likely-first judging order changed them again where a batch held more than one acceptable response (12 of 140
+dev items); ``judge_order="sampled"`` gives the earlier texts.
 """
 
 from __future__ import annotations
@@ -51,6 +57,11 @@ from .model import RowSpec
 from .config import CLAUSE_END_CHARS
 from .search import RainSearch
 from .tree import Node, backup, record_peak
+
+
+def _mean_logprob(rollout: Any) -> float:
+    """A rollout's log-probability per token under the model (its fluency; the empty rollout ranks last)."""
+    return rollout.logprob / len(rollout.tokens) if rollout.tokens else float("-inf")
 
 
 def split_clauses(tokens: Sequence[int], ends_clause: Callable[[int], bool], *, min_tokens: int,
@@ -111,6 +122,11 @@ class LookaheadSearch(RainSearch):
         ids = self.prompt_ids + self.response
         rows = [RowSpec("greedy" if greedy_first and i == 0 else "full", remaining) for i in range(size)]
         rollouts = self.model.rollouts(ids, rows, self.generator, self.guard)
+        if self.config.judge_order == "likely":
+            # the greedy answer stays first (it is the most likely by construction, and the judge reads it first
+            # so an accepted greedy answer costs one judgement); the samples most likely per token come next
+            head = rollouts[:1] if greedy_first else []
+            rollouts = head + sorted(rollouts[len(head):], key=_mean_logprob, reverse=True)
         for rollout in rollouts:
             self.stats.inner_iterations += 1
             # judged one at a time, as Best-of-N judges: consecutive judgements share the committed prefix in the

@@ -76,6 +76,8 @@ def test_config_validates_the_search_options():
     assert RainConfig(clause_tokens=[2, 5]).clause_tokens == (2, 5)
     with pytest.raises(ConfigError, match="first_rollout"):
         RainConfig(first_rollout="beam")
+    with pytest.raises(ConfigError, match="judge_order"):
+        RainConfig(judge_order="random")
 
 
 def test_each_strategy_has_its_own_budget_defaults():
@@ -211,6 +213,42 @@ def test_a_round_stops_at_the_first_good_response_in_the_batch_order(tiny_backen
         pass
     assert search.stats.inner_iterations == 3  # later commits follow the good response without rollouts
     assert search.result.text == calls[2]
+
+
+@pytest.mark.parametrize("order", ["likely", "sampled"])
+def test_a_batch_is_judged_in_the_configured_order(tiny_backend, monkeypatch, order):
+    """judge_order='likely': after the greedy answer, a batch's samples are judged most likely per token first, so
+    the round stops at the most fluent response the judge accepts; 'sampled' judges them as they were drawn."""
+    decoded: list[str] = []
+    likelihood: dict[str, float] = {}
+    real = type(tiny_backend).rollouts
+
+    def spy(self, ids, rows, *args, **kwargs):
+        out = real(self, ids, rows, *args, **kwargs)
+        for rollout in out:
+            text = tiny_backend.decode(rollout.tokens)
+            decoded.append(text)
+            likelihood[text] = rollout.logprob / len(rollout.tokens)
+        return out
+
+    monkeypatch.setattr(type(tiny_backend), "rollouts", spy)
+    judge = Recorder(lambda r: -1.0)
+    _lookahead(tiny_backend, judge, max_iterations=8, min_iterations=0, parallel_leaves=8, max_new_tokens=12,
+               judge_order=order).generate(PROMPT, seed=0)
+    judged = list(judge.seen)
+    assert len(decoded) == 8 and len(set(decoded)) >= 6  # a pilot of 2 and a batch of 6, mostly distinct
+    assert judged[0] == decoded[0]  # the greedy answer first either way
+    batch = decoded[2:]
+    if order == "sampled":
+        assert judged[2:] == list(dict.fromkeys(batch))
+    else:
+        means = [likelihood[text] for text in judged[2:]]
+        assert means == sorted(means, reverse=True) and judged[2:] != list(dict.fromkeys(batch))
+        most_likely = max(batch, key=likelihood.__getitem__)
+        stop_there = Recorder(lambda r: 1.0 if r == most_likely else -1.0)
+        result = _lookahead(tiny_backend, stop_there, max_iterations=8, min_iterations=0, parallel_leaves=8,
+                            max_new_tokens=12, judge_order=order).generate(PROMPT, seed=0)
+        assert result.text == most_likely and len(stop_there.seen) == 3  # greedy, the pilot's sample, then it
 
 
 def test_the_default_round_decodes_a_pilot_batch_then_the_rest(tiny_backend, monkeypatch):
