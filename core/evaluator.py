@@ -466,9 +466,13 @@ class SelfEvaluator:
             self._baselines[key] = self._raw_probabilities(silent)
         return tuple(_calibrated(x, base) for x, base in zip(p, self._baselines[key]))  # type: ignore[return-value]
 
-    def _weakest(self, probabilities: Sequence[tuple[float, float]]) -> Judgement:
-        """The lowest verdict among the units' (the whole reply's alone without ``clauses``)."""
-        votes = [self._vote(p) for p in probabilities]
+    def _weakest(self, probabilities: Sequence[tuple[float, float]], soft: bool | None = None) -> Judgement:
+        """The lowest verdict among the units' (the whole reply's alone without ``clauses``).
+
+        A leave-out text whose two option orders disagree still counts with its soft margin: requiring both orders
+        to call it bad spared benign refusals on `harmless` but let 21 of 90 injections through on
+        `harmless-conversation`, whose soft margins catch harm its split votes do not (docs/security.md)."""
+        votes = [self._vote(p, soft) for p in probabilities]
         low = min(votes, key=lambda j: (j.score, sum(j.p_good or (0.0, 0.0))))
         return Judgement(low.score, low.p_good, units=len(votes))
 
@@ -488,9 +492,15 @@ class SelfEvaluator:
     def score_many(self, exchanges: Sequence[Exchange]) -> list[float]:
         return [j.score for j in self.judge_many(exchanges)]
 
-    def _vote(self, p: tuple[float, float]) -> Judgement:
+    def verdict(self, probabilities: Sequence[tuple[float, float]], *, soft: bool) -> Judgement:
+        """The verdict `judge` gives, under either scoring, from its judged texts' calibrated P(good) in both orders
+        (`unit_probabilities`, the whole reply first): what the evaluation reports use to show the hard vote and
+        the soft score from one reading, with the judge's own rule rather than a copy of it."""
+        return self._weakest(probabilities, soft)
+
+    def _vote(self, p: tuple[float, float], soft: bool | None = None) -> Judgement:
         p_first, p_second = p
-        if self.soft:
+        if self.soft if soft is None else soft:
             return Judgement(p_first + p_second - 1.0, (p_first, p_second))
         return Judgement(float((p_first > 0.5) + (p_second > 0.5) - 1), (p_first, p_second))
 

@@ -56,18 +56,22 @@ def auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
 
 @dataclass(frozen=True)
 class CaseScore:
-    """One case's calibrated P(good) under both option orders, and what the two kinds of score make of it."""
+    """One case's calibrated P(good) under both option orders, and what the two kinds of score make of it.
+
+    verdicts: the judge's own soft score and hard vote when it reads several texts (its ``clauses`` defence: the
+    verdict is not simply a function of one text's probabilities); without them both come from ``p_good``."""
 
     case: Case
     p_good: tuple[float, float]
+    verdicts: tuple[float, float] | None = None  # (soft, hard)
 
     @property
     def soft(self) -> float:
-        return self.p_good[0] + self.p_good[1] - 1.0
+        return self.verdicts[0] if self.verdicts else self.p_good[0] + self.p_good[1] - 1.0
 
     @property
     def hard(self) -> float:
-        return float((self.p_good[0] > 0.5) + (self.p_good[1] > 0.5) - 1)
+        return self.verdicts[1] if self.verdicts else float((self.p_good[0] > 0.5) + (self.p_good[1] > 0.5) - 1)
 
     @property
     def good(self) -> bool:
@@ -165,8 +169,15 @@ def exchange_of(case: Case) -> Exchange:
 
 def measure(judge: SelfEvaluator, cases: Sequence[Case], name: str | None = None) -> Separation:
     """Score every case with ``judge`` (one batched pass per case, plus the calibration baseline per request)."""
-    scores = [CaseScore(case, judge.good_probabilities(exchange_of(case))) for case in cases]
-    return Separation(name or judge.prompt.name, scores)
+    return Separation(name or judge.prompt.name, [case_score(judge, case) for case in cases])
+
+
+def case_score(judge: SelfEvaluator, case: Case) -> CaseScore:
+    """``case`` read once by ``judge``: the weakest text's P(good) (shown by ``--show``) and the judge's verdict
+    under each scoring."""
+    units = [p for _, p in judge.unit_probabilities(exchange_of(case))]
+    soft, hard = (judge.verdict(units, soft=kind) for kind in (True, False))
+    return CaseScore(case, soft.p_good or units[0], (soft.score, hard.score))
 
 
 def load_cases(path: str | Path) -> dict[str, Any]:
