@@ -67,6 +67,15 @@ class Evaluator(Protocol):
     def judge(self, exchange: Exchange) -> Judgement: ...
 
 
+def score_all(evaluator: Evaluator, exchanges: Sequence[Exchange]) -> list[float]:
+    """The scores of ``exchanges``: in one call when the evaluator can judge a batch (``score_many``) and there is
+    more than one, else one by one (a plain function judge has no batch form)."""
+    many = getattr(evaluator, "score_many", None)
+    if many is not None and len(exchanges) > 1:
+        return [float(score) for score in many(exchanges)]
+    return [float(evaluator.score(exchange)) for exchange in exchanges]
+
+
 @dataclass(frozen=True)
 class EvaluationPrompt:
     """A self-evaluation question.

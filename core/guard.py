@@ -41,7 +41,7 @@ from .model import LanguageModel, RowSpec
 from .config import (CLAUSE_END_CHARS, LOWEST_OF_SEVERAL_GUARD_CLAUSE_TOKENS, LOWEST_OF_SEVERAL_GUARD_THRESHOLD,
                      RainConfig)
 from .embedder import Embedder
-from .evaluator import Evaluator
+from .evaluator import Evaluator, score_all
 from .exchange import Exchange, FormattedPrompt
 from .results import ClauseTrace, FinishReason, GenerationResult, SearchAttempt, SearchStats
 from .lookahead import search_class
@@ -107,9 +107,7 @@ class ProposalJudge:
     def score_many(self, exchanges: Sequence[Exchange]) -> list[float]:
         """The whole replies read together when the whole-reply judge can (as the search would read them without
         this check), then each one at the stopping threshold checked with every text."""
-        many = getattr(self.whole, "score_many", None)
-        values = many(exchanges) if many is not None else [self.whole.score(e) for e in exchanges]
-        return [self._checked(exchange, float(value)) for exchange, value in zip(exchanges, values)]
+        return [self._checked(exchange, value) for exchange, value in zip(exchanges, score_all(self.whole, exchanges))]
 
     def _checked(self, exchange: Exchange, value: float) -> float:
         if value < self.stop:

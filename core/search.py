@@ -17,7 +17,7 @@ import torch
 from .model import LanguageModel, ResponseGuard, RowSpec, Rollout
 from .config import RainConfig
 from .embedder import Embedder
-from .evaluator import Evaluator
+from .evaluator import Evaluator, score_all
 from .exchange import Exchange, FormattedPrompt
 from .results import CandidateTrace, CommitTrace, FinishReason, GenerationResult, SearchStats
 from .stops import cut_at_stop, stop_index, visible_text
@@ -261,11 +261,8 @@ class RainSearch(Generation):
         self.stats.evaluation_cache_hits += len(responses) - len(missing)
         exchanges = [Exchange(prompt=self.prompt.last_user, response=response, history=self.prompt.history,
                               raw=self.prompt.raw) for response in missing]
-        many = getattr(self.evaluator, "score_many", None)
-        scores = many(exchanges) if many is not None and len(exchanges) > 1 else [
-            self.evaluator.score(exchange) for exchange in exchanges]
-        for response, score in zip(missing, scores):
-            self._scores[response] = float(score)
+        for response, score in zip(missing, score_all(self.evaluator, exchanges)):
+            self._scores[response] = score
             self.stats.evaluations += 1
         return [self._scores[response] for response in responses]
 
