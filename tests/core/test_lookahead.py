@@ -95,6 +95,17 @@ def test_each_strategy_has_its_own_budget_defaults():
         lookahead.updated(defaulted=())
 
 
+def test_the_judging_order_follows_the_mode_unless_given():
+    """Full mode judges a batch most likely first, guard mode in the order drawn (measured per mode: config.py),
+    also when a request switches the mode with `updated`; an order the user gave is kept in either mode."""
+    full, guard = RainConfig(), RainConfig(mode="guard")
+    assert (full.judge_order, guard.judge_order) == ("likely", "sampled")
+    assert full.updated(mode="guard").judge_order == "sampled"
+    assert guard.updated(mode="full").judge_order == "likely"
+    assert RainConfig(judge_order="likely").updated(mode="guard").judge_order == "likely"
+    assert RainConfig(mode="guard", judge_order="likely").judge_order == "likely"
+
+
 # ------------------------------------------------------------------------------------------ the search
 def test_final_response_is_the_best_response_the_judge_saw(tiny_backend):
     """The search always commits along its best complete response, so it ends on the global best it judged."""
