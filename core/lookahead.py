@@ -30,10 +30,10 @@ self-evaluate → back up, commit a child and keep its subtree) and changes what
   ``parallel_leaves`` (4 of the default 16: the greedy answer and three samples), each later one ``parallel_leaves``
   (the default budget's other 12 in one). A batch is judged in order, and the round stops at the first response
   judged at least ``value_threshold`` (RAIN's stopping rule, applied to complete responses; the rest of that batch is
-  not judged). The order is the model's (``judge_order = "likely"``, the default): the greedy answer, then the
+  not judged). The order is the model's (``judge_order = "likely"``, full mode's default): the greedy answer, then the
   samples by mean log-probability per token, highest first, so of several responses the judge would accept the
   round keeps the most fluent; a batch is decoded as a whole, so the order costs nothing. ``"sampled"`` judges them
-  in the order drawn (measured: docs/eval.md). A root whose incumbent already scores ``value_threshold`` is
+  in the order drawn, guard mode's default (both measured: docs/eval.md). A root whose incumbent already scores ``value_threshold`` is
   committed without new rollouts. The small first batch keeps the stopping rule cheap on prompts whose first
   responses are good; the wide later one keeps a hard prompt at two batched decodes, Best-of-N's count (measured:
   docs/eval.md). So an easy prompt costs a few rollouts and the budget goes to the prompts whose samples the judge
