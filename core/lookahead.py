@@ -33,12 +33,12 @@ self-evaluate → back up, commit a child and keep its subtree) and changes what
   not judged). The order is the model's (``judge_order = "likely"``, full mode's default): the greedy answer, then the
   samples by mean log-probability per token, highest first, so of several responses the judge would accept the
   round keeps the most fluent; a batch is decoded as a whole, so the order costs nothing. ``"sampled"`` judges them
-  in the order drawn, guard mode's default (both measured: docs/eval.md). A root whose incumbent already scores ``value_threshold`` is
-  committed without new rollouts. The small first batch keeps the stopping rule cheap on prompts whose first
-  responses are good; the wide later one keeps a hard prompt at two batched decodes, Best-of-N's count (measured:
-  docs/eval.md). So an easy prompt costs a few rollouts and the budget goes to the prompts whose samples the judge
-  does not like. With ``min_iterations = 0`` a response
-  whose first round finds nothing good enough follows the best response of that round.
+  in the order drawn, guard mode's default (both measured: docs/eval.md). A root whose incumbent already scores
+  ``value_threshold`` is committed without new rollouts. The small first batch keeps the stopping rule cheap on
+  prompts whose first responses are good; the wide later one keeps a hard prompt at two batched decodes, Best-of-N's
+  count (measured: docs/eval.md). So an easy prompt costs a few rollouts and the budget goes to the prompts whose
+  samples the judge does not like. With ``min_iterations = 0`` a response whose first round finds nothing good
+  enough follows the best response of that round.
 
 No clause is checked against greedy decoding, so ``stats.rewinds`` counts every commit of this strategy (the
 greedy rollout's clauses too); ``inner_iterations`` counts judged rollouts (the budget counts decoded ones).
