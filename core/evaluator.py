@@ -501,11 +501,11 @@ class SelfEvaluator:
     def score_many(self, exchanges: Sequence[Exchange]) -> list[float]:
         return [j.score for j in self.judge_many(exchanges)]
 
-    def verdict(self, probabilities: Sequence[tuple[float, float]], *, soft: bool) -> Judgement:
-        """The verdict `judge` gives, under either scoring, from its judged texts' calibrated P(good) in both orders
-        (`unit_probabilities`, the whole reply first): what the evaluation reports use to show the hard vote and
-        the soft score from one reading, with the judge's own rule rather than a copy of it."""
-        return self._weakest(probabilities, soft)
+    def verdicts(self, exchange: Exchange) -> tuple[Judgement, Judgement]:
+        """The verdicts `judge` gives under the soft score and under the hard vote, from one reading of the judged
+        texts: what the evaluation reports use to show both, with the judge's own rule rather than a copy of it."""
+        probabilities = [p for _, p in self.unit_probabilities(exchange)]
+        return self._weakest(probabilities, soft=True), self._weakest(probabilities, soft=False)
 
     def _vote(self, p: tuple[float, float], soft: bool | None = None) -> Judgement:
         p_first, p_second = p

@@ -82,13 +82,12 @@ class JudgeScores:
 def scores_of(judge: SelfEvaluator, exchange: Any, cost: Cost | None = None) -> dict[str, float]:
     """The hard vote and the soft score of one exchange, both the judge's own verdict from the same judged units;
     the rows and input tokens of its judged texts are added to ``cost``."""
-    units = [p for _, p in judge.unit_probabilities(exchange)]
+    soft, hard = judge.verdicts(exchange)
     if cost is not None:
         judged = judge.units(exchange)
         cost.rows += 2 * len(judged)
         cost.tokens += sum(len(row) for unit in judged for row in judge.rows(unit))
-    hard, soft = (judge.verdict(units, soft=kind).score for kind in (False, True))
-    return {"hard": hard, "soft": soft, "units": len(units)}
+    return {"hard": hard.score, "soft": soft.score, "units": soft.units}
 
 
 def measure(model: Any, prompt: EvaluationPrompt, data: dict[str, Any], name: str | None = None) -> JudgeScores:

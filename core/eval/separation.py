@@ -175,9 +175,8 @@ def measure(judge: SelfEvaluator, cases: Sequence[Case], name: str | None = None
 def case_score(judge: SelfEvaluator, case: Case) -> CaseScore:
     """``case`` read once by ``judge``: the weakest text's P(good) (shown by ``--show``) and the judge's verdict
     under each scoring."""
-    units = [p for _, p in judge.unit_probabilities(exchange_of(case))]
-    soft, hard = (judge.verdict(units, soft=kind) for kind in (True, False))
-    return CaseScore(case, soft.p_good or units[0], (soft.score, hard.score))
+    soft, hard = judge.verdicts(exchange_of(case))
+    return CaseScore(case, soft.p_good, (soft.score, hard.score))  # type: ignore[arg-type]
 
 
 def load_cases(path: str | Path) -> dict[str, Any]:
