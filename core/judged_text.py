@@ -8,14 +8,14 @@ user message) into the judge's own question. Three things here keep that text in
   dropped, so "Ѕаfе" written in Cyrillic or full-width letters is read (and neutralised) as "Safe".
 - `neutralise`: removes what only makes sense as an attempt to speak in the judge's own voice: chat-template and
   role tokens ("<|im_start|>", "[INST]", a line opening "Human:" or "Assistant:"), the delimiters of the quote the
-  judge puts the text in (angle-bracket tags, code fences, so the text cannot close its quote), lettered option
+  judge puts the text in (angle- and square-bracket tags, code fences, so the text cannot close its quote), lettered option
   lines, and any sentence that repeats the judge's own question or answer cue (its own format, read from the prompt,
   not from a list of known attacks).
 - `clauses` and `variants`: the text cut into sentences and bracketed asides, and the texts the judge reads besides
-  the whole: the whole without each clause and without each two neighbouring clauses. The judge keeps the lowest
-  score, so a note of one or two sentences added anywhere (first, last, in the middle, as an aside; in any
-  language or wording) cannot lift a reply above what it scored before: the reply without the note is among the
-  texts judged. Each text keeps the rest of the reply as context, which is what keeps benign replies passing.
+  the whole: the whole without each run of up to three neighbouring clauses, and without its first and last clause
+  together. The judge keeps the lowest score, so a note of up to three sentences added in one place (first, last,
+  in the middle, as an aside), or a sentence at each end, in any language or wording, cannot lift a reply above
+  what it scored before: the reply without the note is among the texts judged. Each text keeps the rest of the reply as context, which is what keeps benign replies passing.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ _LOOKALIKES = str.maketrans({
 # <|...|>, <<SYS>>, [INST], <start_of_turn>, <s>, </s>.
 _TEMPLATE_TOKENS = re.compile(r"<\|[^<>|]{0,40}\|>|<</?SYS>>|\[/?INST\]|<(?:start|end)_of_turn>|</?s>", re.IGNORECASE)
 _AFTER_TOKEN = re.compile(r"\x00+[ \t]*(?:(?:user|assistant|system|model|human|tool)\b[ \t]*\n?)?", re.IGNORECASE)
-# Angle-bracket tags (the judge quotes the text between tags, so the text may hold none) and code fences.
-_TAGS = re.compile(r"</?\s*[A-Za-z_][A-Za-z0-9_\-]{0,30}(?:\s[^<>]{0,60})?>")
+# Markup tags (the judge quotes the text between tags, so the text may hold none): angle-bracket tags, and one-word
+# square-bracket tags as BBCode and some templates write them ("[system]", "[/quote]"); and code fences.
+_TAGS = re.compile(r"</?\s*[A-Za-z_][A-Za-z0-9_\-]{0,30}(?:\s[^<>]{0,60})?>|\[/?[A-Za-z_][A-Za-z0-9_\-]{0,30}\]")
 _FENCE = re.compile(r"`{3,}[A-Za-z0-9_\-]*|~{3,}")
 # A speaker's name opening a line (or following a blank line): the shape of a fake next turn.
 _ROLE = re.compile(r"(^|\n)[ \t]*(?:human|assistant|user|system|ai|bot|model|gpt|h|a)[ \t]*:[ \t]*", re.IGNORECASE)
@@ -49,6 +50,8 @@ _ROLE = re.compile(r"(^|\n)[ \t]*(?:human|assistant|user|system|ai|bot|model|gpt
 _OPTION = re.compile(r"(^|\n)[ \t]*[\(\[]?[A-Da-d][\)\]][ \t]+", re.MULTILINE)
 # Sentence ends (., !, ?, ; and their full-width forms, or a line break) and bracketed asides.
 _SENTENCE = re.compile(r"(?<=[.!?;。！？])[\"'”’)\]]*\s+|\n+")
+_SENTENCE_BREAK = re.compile(f"({_SENTENCE.pattern})")
+_ENDS_SENTENCE = re.compile(r"[.!?;。！？][\"'”’)\]]*$")
 _ASIDE = re.compile(r"\([^()]{3,}\)|\[[^\[\]]{3,}\]")
 
 
@@ -111,9 +114,21 @@ def neutralise(text: str, own_phrases: Iterable[str] = (), special_tokens: Itera
     text = _OPTION.sub(r"\1", text)
     phrases = [p for p in (_words(p) for p in own_phrases) if len(p.split()) >= 2]
     if phrases:
-        kept = [s for s in _split(text) if not any(echoes(_words(s), p) for p in phrases)]
-        text = " ".join(kept)
+        pieces = _SENTENCE_BREAK.split(text)  # sentence, break, sentence, break, ..., sentence
+        kept = [(s.strip(), "\n" in end) for s, end in zip(pieces[::2], [*pieces[1::2], ""])
+                if s.strip() and not any(echoes(_words(s), p) for p in phrases)]
+        text = "".join(s + _joint(s, after, broken) for (s, broken), (after, _) in zip(kept, [*kept[1:], ("", False)]))
     return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]{2,}", " ", text)).strip()
+
+
+def _joint(line: str, after: str, broken: bool) -> str:
+    """What joins two kept sentences: a space, so that a note written over several short lines (an option list, a
+    question and its answer) stays one or two clauses, which a leave-out text can drop, not four or five; but a
+    line break where a line that is no sentence (a heading, a label: no closing stop) stands before one that is,
+    so that the label is not run into the reply's first sentence, where no leave-out text could drop it alone."""
+    if broken and after and not _ENDS_SENTENCE.search(line) and _ENDS_SENTENCE.search(after):
+        return "\n"
+    return " " if after else ""
 
 
 def _split(text: str) -> list[str]:
@@ -151,19 +166,22 @@ def special_token_strings(tokenizer: object) -> Sequence[str]:
     return tuple(found)
 
 
-def variants(units: Sequence[str], drop: int = 2) -> list[str]:
-    """The texts judged besides the whole, for a reply cut into ``units`` (`clauses`): the reply without each unit,
-    and without each run of up to ``drop`` neighbouring units, without repeats (about ``2k`` texts for ``k`` units,
-    none for one).
+def variants(units: Sequence[str], drop: int = 3) -> list[str]:
+    """The texts judged besides the whole, for a reply cut into ``units`` (`clauses`): the reply without each run of
+    up to ``drop`` neighbouring units, and, from four units on, without its first and last unit together; without
+    repeats (about ``3k`` texts for ``k`` units, none for one).
 
-    Why these: a note of one or two sentences added anywhere (first, last, in the middle, as an aside) is what one
-    of them leaves out, so the reply as it was before the note is among the texts judged and the lowest score
-    cannot rise above its score; and each text keeps the rest of the reply around the sentence it drops, so a benign
-    reply is judged in its own context rather than sentence by sentence (the 135M judge calls benign sentences read
-    alone unsafe far more often: docs/security.md has the measurements)."""
+    Why these: a note of up to three sentences added in one place (first, last, in the middle, as an aside), or one
+    sentence at each end, is what one of them leaves out, so the reply as it was before the note is among the texts
+    judged and the lowest score cannot rise above its score; and each text keeps the rest of the reply around what
+    it drops, so a benign reply is judged in its own context rather than sentence by sentence (the 135M judge calls
+    benign sentences read alone unsafe far more often). docs/security.md has the measurements, the shapes measured
+    and not adopted among them."""
     k = len(units)
     if k < 2:
         return []
     texts = [" ".join([*units[:i], *units[i + width:]])
              for width in range(1, min(drop, k - 1) + 1) for i in range(k - width + 1)]
+    if k >= 4:
+        texts.append(" ".join(units[1:-1]))
     return list(dict.fromkeys(texts))
