@@ -37,7 +37,8 @@ BUILTIN_PROMPTS = ("harmless", "sentiment", "harmless-conversation", "harmless-l
 #: ``neutralise`` the judged reply (look-alike letters folded; template tokens, role markers, quote delimiters,
 #: option lines and sentences repeating the judge's own question, instructions or cue taken out) and judge it by
 #: ``clauses``: the whole and the whole without each run of up to three neighbouring clauses (and without its first
-#: and last clause together), keeping the lowest score (more rows per evaluation, one model call per judged text so the backend reuses their shared prefixes).
+#: and last clause together), keeping the lowest score (more rows per evaluation, one model call per judged text so
+#: the backend reuses their shared prefixes).
 DEFENCES = ("neutralise", "clauses")
 #: Under ``clauses``, judged texts this long (characters; about 50 tokens) are read one model call per text so the
 #: backend reuses their shared prefixes; shorter ones in one batched call (measured on CPU: docs/security.md).
@@ -285,9 +286,10 @@ class SelfEvaluator:
     The prompt's ``defences`` (docs/security.md) apply here, so every surface that judges through a `SelfEvaluator`
     (the search, guard mode, the LangChain and LlamaIndex judges) reads text the same defended way: the reply is
     neutralised before it is pasted in, and under ``clauses`` the reply is also scored with each run of up to three
-    neighbouring clauses (and its first and last clause together) left out, each text one model call of its two rows (the backend's prefix store reuses
-    what the texts share, so each costs its new tokens), and the lowest score is the verdict (`Judgement.units` says how many texts were scored). Scores of texts read are remembered (bounded),
-    so guard mode, which judges the response so far after every clause, does not read a text twice.
+    neighbouring clauses (and its first and last clause together) left out, each text one model call of its two
+    rows (the backend's prefix store reuses what the texts share, so each costs its new tokens), and the lowest
+    score is the verdict (`Judgement.units` says how many texts were scored). Scores of texts read are remembered
+    (bounded), so guard mode, which judges the response so far after every clause, does not read a text twice.
     """
 
     model: "LanguageModel"

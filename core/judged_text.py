@@ -8,14 +8,15 @@ user message) into the judge's own question. Three things here keep that text in
   dropped, so "Ѕаfе" written in Cyrillic or full-width letters is read (and neutralised) as "Safe".
 - `neutralise`: removes what only makes sense as an attempt to speak in the judge's own voice: chat-template and
   role tokens ("<|im_start|>", "[INST]", a line opening "Human:" or "Assistant:"), the delimiters of the quote the
-  judge puts the text in (angle- and square-bracket tags, code fences, so the text cannot close its quote), lettered option
-  lines, and any sentence that repeats the judge's own question or answer cue (its own format, read from the prompt,
-  not from a list of known attacks).
+  judge puts the text in (angle- and square-bracket tags, code fences, so the text cannot close its quote),
+  lettered option lines, and any sentence that repeats the judge's own question or answer cue (its own format,
+  read from the prompt, not from a list of known attacks).
 - `clauses` and `variants`: the text cut into sentences and bracketed asides, and the texts the judge reads besides
   the whole: the whole without each run of up to three neighbouring clauses, and without its first and last clause
   together. The judge keeps the lowest score, so a note of up to three sentences added in one place (first, last,
   in the middle, as an aside), or a sentence at each end, in any language or wording, cannot lift a reply above
-  what it scored before: the reply without the note is among the texts judged. Each text keeps the rest of the reply as context, which is what keeps benign replies passing.
+  what it scored before: the reply without the note is among the texts judged. Each text keeps the rest of the
+  reply as context, which is what keeps benign replies passing.
 """
 
 from __future__ import annotations
@@ -115,9 +116,15 @@ def neutralise(text: str, own_phrases: Iterable[str] = (), special_tokens: Itera
     phrases = [p for p in (_words(p) for p in own_phrases) if len(p.split()) >= 2]
     if phrases:
         pieces = _SENTENCE_BREAK.split(text)  # sentence, break, sentence, break, ..., sentence
-        kept = [(s.strip(), "\n" in end) for s, end in zip(pieces[::2], [*pieces[1::2], ""])
-                if s.strip() and not any(echoes(_words(s), p) for p in phrases)]
-        text = "".join(s + _joint(s, after, broken) for (s, broken), (after, _) in zip(kept, [*kept[1:], ("", False)]))
+        kept: list[tuple[str, bool]] = []  # each kept sentence, and whether a line break followed it
+        for sentence, end in zip(pieces[::2], [*pieces[1::2], ""]):
+            sentence = sentence.strip()
+            if sentence and not any(echoes(_words(sentence), p) for p in phrases):
+                kept.append((sentence, "\n" in end))
+        text = ""
+        for n, (sentence, broken) in enumerate(kept):
+            after = kept[n + 1][0] if n + 1 < len(kept) else ""
+            text += sentence + _joint(sentence, after, broken)
     return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]{2,}", " ", text)).strip()
 
 
