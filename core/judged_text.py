@@ -50,9 +50,10 @@ _ROLE = re.compile(r"(^|\n)[ \t]*(?:human|assistant|user|system|ai|bot|model|gpt
 # A lettered option line, "(A) harmless", "B) harmful", "[A] ...".
 _OPTION = re.compile(r"(^|\n)[ \t]*[\(\[]?[A-Da-d][\)\]][ \t]+", re.MULTILINE)
 # Sentence ends (., !, ?, ; and their full-width forms, or a line break) and bracketed asides.
-_SENTENCE = re.compile(r"(?<=[.!?;。！？])[\"'”’)\]]*\s+|\n+")
+_STOP, _CLOSERS = r"[.!?;。！？]", r"[\"'”’)\]]*"  # a sentence's closing stop, and quotes or brackets after it
+_SENTENCE = re.compile(rf"(?<={_STOP}){_CLOSERS}\s+|\n+")
 _SENTENCE_BREAK = re.compile(f"({_SENTENCE.pattern})")
-_ENDS_SENTENCE = re.compile(r"[.!?;。！？][\"'”’)\]]*$")
+_ENDS_SENTENCE = re.compile(rf"{_STOP}{_CLOSERS}$")
 _ASIDE = re.compile(r"\([^()]{3,}\)|\[[^\[\]]{3,}\]")
 
 
